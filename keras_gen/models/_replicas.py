@@ -1,0 +1,39 @@
+"""What every model's train_step needs to be right under tf.distribute."""
+
+import tensorflow as tf
+
+
+def replica_normal(local_batch, shape, seed):
+    """Standard normal noise for this replica's share of the global batch.
+
+    Every replica draws the same global-batch tensor from a stateless seed and
+    keeps its own rows, so N replicas together see exactly the noise one device
+    would draw, and no two replicas share noise.
+    """
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context else 1
+    replica = context.replica_id_in_sync_group if context else 0
+    noise = tf.random.stateless_normal(
+        tf.concat([[local_batch * replicas], shape], axis=0), seed=seed
+    )
+    start = tf.cast(replica, tf.int32) * local_batch
+    return noise[start : start + local_batch]
+
+
+def step_seed(seed, step, stream):
+    """A stateless seed for one noise stream at one training step."""
+    return tf.stack(
+        [tf.cast(seed, tf.int64), tf.cast(step, tf.int64) * 16 + stream]
+    )
+
+
+def average_over_global_batch(per_example):
+    """Mean over the global batch, so summed replica gradients equal one device's."""
+    return tf.nn.compute_average_loss(per_example)
+
+
+def standard_normal(num_samples, dim, seed):
+    """Latents for `generate`: reproducible for an int seed, fresh for None."""
+    if seed is None:
+        return tf.random.normal((num_samples, dim))
+    return tf.random.stateless_normal((num_samples, dim), seed=(seed, 0))

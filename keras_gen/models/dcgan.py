@@ -1,0 +1,262 @@
+"""DCGAN (Radford, Metz and Chintala, 2016)."""
+
+import keras
+import tensorflow as tf
+
+from keras_gen.models import _replicas
+
+_INIT = keras.initializers.RandomNormal(stddev=0.02)
+_GAMMA_INIT = keras.initializers.RandomNormal(mean=1.0, stddev=0.02)
+
+
+def _base_size(image_size):
+    """The side the generator starts from: halve while the result stays >= 4."""
+    size, upsamplings = image_size, 0
+    while size % 2 == 0 and size // 2 >= 4:
+        size, upsamplings = size // 2, upsamplings + 1
+    if upsamplings == 0:
+        raise ValueError(
+            f"image_size={image_size} cannot be reached by doubling from 4 or more; "
+            "use a size such as 28, 32 or 64."
+        )
+    return size, upsamplings
+
+
+def _batch_norm():
+    # synchronized: under MirroredStrategy the statistics are those of the global
+    # batch, so N replicas normalise exactly as one device would.
+    return keras.layers.BatchNormalization(
+        momentum=0.9, epsilon=1e-5, gamma_initializer=_GAMMA_INIT, synchronized=True
+    )
+
+
+def build_generator(latent_dim, image_size, channels, filters):
+    size, upsamplings = _base_size(image_size)
+    width = filters * 2 ** (upsamplings - 1)
+    layers = [
+        keras.Input((latent_dim,)),
+        keras.layers.Dense(size * size * width, use_bias=False, kernel_initializer=_INIT),
+        keras.layers.Reshape((size, size, width)),
+        _batch_norm(),
+        keras.layers.ReLU(),
+    ]
+    for i in range(upsamplings - 1):
+        layers += [
+            keras.layers.Conv2DTranspose(
+                width // 2 ** (i + 1), 4, strides=2, padding="same", use_bias=False,
+                kernel_initializer=_INIT,
+            ),
+            _batch_norm(),
+            keras.layers.ReLU(),
+        ]
+    layers.append(
+        keras.layers.Conv2DTranspose(
+            channels, 4, strides=2, padding="same", activation="tanh",
+            kernel_initializer=_INIT,
+        )
+    )
+    return keras.Sequential(layers, name="generator")
+
+
+def build_discriminator(image_size, channels, filters):
+    size, downsamplings = _base_size(image_size)
+    layers = [keras.Input((image_size, image_size, channels))]
+    for i in range(downsamplings):
+        layers.append(
+            keras.layers.Conv2D(
+                filters * 2**i, 4, strides=2, padding="same", use_bias=i == 0,
+                kernel_initializer=_INIT,
+            )
+        )
+        if i > 0:  # Radford et al.: no batch norm on the discriminator's input layer
+            layers.append(_batch_norm())
+        layers.append(keras.layers.LeakyReLU(0.2))
+    layers += [
+        keras.layers.Conv2D(1, size, padding="valid", kernel_initializer=_INIT),
+        keras.layers.Flatten(),
+    ]
+    return keras.Sequential(layers, name="discriminator")
+
+
+@keras.saving.register_keras_serializable(package="keras_gen")
+class DCGAN(keras.Model):
+    """Deep convolutional GAN with the non-saturating loss.
+
+    Takes images in [0, 1] (batches of images, or `(images, anything)` tuples) and
+    trains generator and discriminator once per batch, each with its own
+    optimizer. `seed` fixes the stream of training noise: step t of a run with
+    the same seed always draws the same latents, on any number of replicas.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        channels: int = 3,
+        latent_dim: int = 100,
+        generator_filters: int = 64,
+        discriminator_filters: int = 64,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.image_size = image_size
+        self.channels = channels
+        self.latent_dim = latent_dim
+        self.generator_filters = generator_filters
+        self.discriminator_filters = discriminator_filters
+        self.seed = seed
+        self.generator = build_generator(latent_dim, image_size, channels, generator_filters)
+        self.discriminator = build_discriminator(image_size, channels, discriminator_filters)
+        self.generator_loss_tracker = keras.metrics.Mean(name="generator_loss")
+        self.discriminator_loss_tracker = keras.metrics.Mean(name="discriminator_loss")
+        self.real_output_tracker = keras.metrics.Mean(name="d_real")
+        self.fake_output_tracker = keras.metrics.Mean(name="d_fake")
+        self.generator_optimizer = None
+        self.discriminator_optimizer = None
+        self.build()
+
+    def build(self, input_shape=None):
+        # fit() never calls the model itself, so it would never build it; both
+        # networks are built on creation and the model is built with them.
+        self.built = True
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "latent_dim": self.latent_dim,
+            "generator_filters": self.generator_filters,
+            "discriminator_filters": self.discriminator_filters,
+            "seed": self.seed,
+        }
+
+    def compile(
+        self,
+        generator_optimizer: keras.optimizers.Optimizer | str | None = None,
+        discriminator_optimizer: keras.optimizers.Optimizer | str | None = None,
+        **kwargs,
+    ):
+        """Set one optimizer per network (default: Adam(2e-4, beta_1=0.5) each)."""
+        super().compile(**kwargs)
+        self.generator_optimizer = keras.optimizers.get(
+            generator_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        )
+        self.discriminator_optimizer = keras.optimizers.get(
+            discriminator_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        )
+        self.generator_optimizer.build(self.generator.trainable_variables)
+        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+
+    def get_compile_config(self):
+        if not self.compiled:
+            return {}
+        return {
+            "generator_optimizer": keras.optimizers.serialize(self.generator_optimizer),
+            "discriminator_optimizer": keras.optimizers.serialize(
+                self.discriminator_optimizer
+            ),
+        }
+
+    def compile_from_config(self, config):
+        self.compile(
+            generator_optimizer=keras.optimizers.deserialize(config["generator_optimizer"]),
+            discriminator_optimizer=keras.optimizers.deserialize(
+                config["discriminator_optimizer"]
+            ),
+        )
+
+    @property
+    def metrics(self):
+        return [
+            self.generator_loss_tracker,
+            self.discriminator_loss_tracker,
+            self.real_output_tracker,
+            self.fake_output_tracker,
+        ]
+
+    def call(self, latents, training=False):
+        return self.generator(latents, training=training)
+
+    @staticmethod
+    def discriminator_losses(real_logits, fake_logits):
+        """Per-example -log D(x) - log(1 - D(G(z)))."""
+        return tf.nn.softplus(-real_logits[:, 0]) + tf.nn.softplus(fake_logits[:, 0])
+
+    @staticmethod
+    def generator_losses(fake_logits):
+        """Per-example non-saturating loss -log D(G(z))."""
+        return tf.nn.softplus(-fake_logits[:, 0])
+
+    def train_step(self, data):
+        real = _images(data) * 2.0 - 1.0
+        batch = tf.shape(real)[0]
+        seed = _replicas.step_seed(self.seed, self.discriminator_optimizer.iterations, 0)
+        latents = _replicas.replica_normal(batch, [self.latent_dim], seed)
+        generator_weights = self.generator.trainable_variables
+        discriminator_weights = self.discriminator.trainable_variables
+        # One generator pass serves both updates, as in the reference DCGAN: the
+        # generator tape watches only generator weights, so the discriminator
+        # update below adds nothing to it.
+        with tf.GradientTape(watch_accessed_variables=False) as generator_tape:
+            generator_tape.watch([w.value for w in generator_weights])
+            fake = self.generator(latents, training=True)
+            with tf.GradientTape() as discriminator_tape:
+                real_logits = self.discriminator(real, training=True)
+                fake_logits = self.discriminator(tf.stop_gradient(fake), training=True)
+                discriminator_losses = self.discriminator_losses(real_logits, fake_logits)
+                discriminator_loss = _replicas.average_over_global_batch(
+                    discriminator_losses
+                )
+            self.discriminator_optimizer.apply_gradients(
+                zip(
+                    discriminator_tape.gradient(discriminator_loss, discriminator_weights),
+                    discriminator_weights,
+                )
+            )
+            generator_losses = self.generator_losses(self.discriminator(fake, training=True))
+            generator_loss = _replicas.average_over_global_batch(generator_losses)
+        self.generator_optimizer.apply_gradients(
+            zip(generator_tape.gradient(generator_loss, generator_weights), generator_weights)
+        )
+        return self._track(discriminator_losses, generator_losses, real_logits, fake_logits)
+
+    def test_step(self, data):
+        real = _images(data) * 2.0 - 1.0
+        batch = tf.shape(real)[0]
+        seed = _replicas.step_seed(self.seed, -1, 0)
+        fake = self.generator(_replicas.replica_normal(batch, [self.latent_dim], seed))
+        real_logits = self.discriminator(real)
+        fake_logits = self.discriminator(fake)
+        return self._track(
+            self.discriminator_losses(real_logits, fake_logits),
+            self.generator_losses(fake_logits),
+            real_logits,
+            fake_logits,
+        )
+
+    def _track(self, discriminator_losses, generator_losses, real_logits, fake_logits):
+        self.discriminator_loss_tracker.update_state(discriminator_losses)
+        self.generator_loss_tracker.update_state(generator_losses)
+        self.real_output_tracker.update_state(tf.sigmoid(real_logits))
+        self.fake_output_tracker.update_state(tf.sigmoid(fake_logits))
+        return {m.name: m.result() for m in self.metrics}
+
+    def generate(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
+        """`num_samples` float32 images in [0, 1]; the same seed gives the same images."""
+        latents = _replicas.standard_normal(num_samples, self.latent_dim, seed)
+        return generate_in_batches(self.generator, latents)
+
+
+def _images(data):
+    """Images from a batch that may carry labels or other extras."""
+    return data[0] if isinstance(data, (tuple, list)) else data
+
+
+def generate_in_batches(decoder, latents, batch_size=256):
+    """Decoded images in [0, 1], batch by batch so large requests fit in memory."""
+    parts = [
+        (decoder(latents[i : i + batch_size], training=False) + 1.0) / 2.0
+        for i in range(0, int(latents.shape[0]), batch_size)
+    ]
+    return tf.clip_by_value(tf.concat(parts, axis=0), 0.0, 1.0)

@@ -1,0 +1,146 @@
+"""Train a preset's recipe and write the result as a preset folder.
+
+The recipe is the preset's card: model class and config, dataset and split,
+epochs, batch size, seed and the compile config (optimizers). Training state is
+checkpointed after every epoch beside the output folder, so re-running the same
+command after a crash continues where it stopped.
+"""
+
+import json
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+import keras_gen
+from keras_gen import _files, data, zoo
+
+SAMPLE_SEED = 0
+
+
+class _Progress(keras.callbacks.Callback):
+    """Keeps the training wall time across restarts, in the state folder."""
+
+    def __init__(self, state_dir: Path):
+        super().__init__()
+        self.file = state_dir / "progress.json"
+        self.previous = json.loads(self.file.read_text())["wall_time_s"] if self.file.exists() else 0.0
+        self.start = time.monotonic()
+
+    @property
+    def wall_time_s(self):
+        return self.previous + time.monotonic() - self.start
+
+    def on_epoch_end(self, epoch, logs=None):
+        _files.write_text(self.file, json.dumps({"wall_time_s": self.wall_time_s, "epoch": epoch + 1}))
+
+
+def train(
+    preset: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    epochs: int | None = None,
+    steps_per_epoch: int | None = None,
+    batch_size: int | None = None,
+    data_source: str | os.PathLike | None = None,
+    seed: int | None = None,
+    command: str | None = None,
+    verbose: int | str | None = None,
+) -> Path:
+    """Train `preset`'s recipe (overrides as given) and write a preset folder at `output`."""
+    recipe = zoo.card(preset)
+    plan = recipe["training"]
+    epochs = epochs or plan["epochs"]
+    batch_size = batch_size or plan["batch_size"]
+    seed = plan["seed"] if seed is None else seed
+    output = Path(output)
+    command = command or _command(preset, output, epochs, steps_per_epoch, batch_size, data_source, seed)
+
+    keras.utils.set_random_seed(seed)
+    recipe = {**recipe, "model": {**recipe["model"], "config": {**recipe["model"]["config"], "seed": seed}}}
+    model = zoo.build(recipe)
+    model.compile_from_config(plan["compile"])
+    spec = recipe["data"]
+    train_data = data.load(
+        spec["dataset"], spec["split"], batch_size=batch_size, seed=seed,
+        binarize=spec.get("binarize", False), drop_remainder=True, source=data_source,
+    )
+    steps_per_epoch = steps_per_epoch or int(train_data.cardinality())
+
+    state_dir = output.with_name(output.name + ".train-state")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    progress = _Progress(state_dir)
+    model.fit(
+        train_data,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=[keras.callbacks.BackupAndRestore(str(state_dir), delete_checkpoint=False), progress],
+        verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2),
+    )
+    final = {name: float(value[-1]) for name, value in model.history.history.items()} if model.history.history else {}
+    metrics = [
+        {"name": f"train {name} (last epoch)", "value": value, "command": command}
+        for name, value in final.items()
+    ]
+    metrics += _test_metrics(model, spec, data_source, command)
+
+    trained_card = {
+        **recipe,
+        "trained": {
+            "command": command,
+            "samples_command": f"keras-gen sample {output.name} -n 64 --seed {SAMPLE_SEED} -o samples.png",
+            "epochs": epochs,
+            "steps": epochs * steps_per_epoch,
+            "batch_size": batch_size,
+            "seed": seed,
+            "wall_time_s": round(progress.wall_time_s, 1),
+            "hardware": hardware(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "keras_gen": keras_gen.__version__,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+        "metrics": metrics,
+    }
+    zoo.write(output, model, trained_card, model.generate(64, seed=SAMPLE_SEED))
+    shutil.rmtree(state_dir)
+    return output
+
+
+def _test_metrics(model, spec, data_source, command):
+    """The model's own test_step metrics on the held-out split, if the source has one."""
+    try:
+        test_data = data.load(
+            spec["dataset"], "test", batch_size=256, shuffle=False,
+            binarize=spec.get("binarize", False), source=data_source,
+        )
+    except data.DataSourceError as error:
+        print(f"no test split, so no test metrics: {error}", file=sys.stderr)
+        return []
+    scores = model.evaluate(test_data, return_dict=True, verbose=0)
+    return [
+        {"name": f"test {name}", "value": float(value), "command": command}
+        for name, value in scores.items()
+    ]
+
+
+def hardware() -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    accelerators = f"{len(gpus)} GPU" if gpus else "no GPU"
+    return f"{os.cpu_count()} CPU cores ({platform.machine()}), {accelerators}"
+
+
+def _command(preset, output, epochs, steps_per_epoch, batch_size, data_source, seed):
+    words = ["keras-gen", "train", str(preset), "--epochs", str(epochs)]
+    if steps_per_epoch:
+        words += ["--steps-per-epoch", str(steps_per_epoch)]
+    words += ["--batch-size", str(batch_size), "--seed", str(seed)]
+    if data_source:
+        words += ["--data", str(data_source)]
+    return shlex.join(words + ["--output", str(output)])
