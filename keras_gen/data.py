@@ -67,8 +67,11 @@ def pipeline(images, *, batch_size=64, shuffle=True, seed=0, binarize=None,
     if shuffle:
         indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
     batches = indices.batch(batch_size, drop_remainder=drop_remainder)
+    # One random key per batch, new on every pass over the data yet fixed by `seed`:
+    # stateless noise keyed by it binarizes afresh each epoch, reproducibly.
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
 
-    def to_float(index):
+    def to_float(index, key):
         batch = tf.cast(tf.gather(images, index), tf.float32) / 255.0
         if binarize == "fixed":
             # Each image gets its own noise, keyed by its index: fixed whatever the order.
@@ -79,10 +82,11 @@ def pipeline(images, *, batch_size=64, shuffle=True, seed=0, binarize=None,
             )
             batch = tf.cast(noise < batch, tf.float32)
         elif binarize == "dynamic":
-            batch = tf.cast(tf.random.uniform(tf.shape(batch)) < batch, tf.float32)
+            noise = tf.random.stateless_uniform(tf.shape(batch), seed=tf.stack([key, seed]))
+            batch = tf.cast(noise < batch, tf.float32)
         return batch
 
-    return batches.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+    return tf.data.Dataset.zip(batches, keys).map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
         tf.data.AUTOTUNE
     )
 
@@ -185,26 +189,24 @@ def _with_channels(images):
 def _read_faces(path, split):
     """Face images from a tar or a folder, decoded and resized to 64x64 RGB."""
     path = Path(path)
-    members = _tar_members(path) if path.is_file() else _folder_members(path)
     splits = _read_splits(path)
-    if splits is None:
-        if split == "test":
-            raise DataSourceError(
-                f"{path} has no labels file ({_labels_path(path).name}) saying which "
-                "images are test images; without one every image is in 'train'"
-            )
-        names = sorted(members)
-    else:
-        names = sorted(n for n, s in splits.items() if s == split)
-        missing = [n for n in names if n not in members]
-        if missing:
-            raise ValueError(
-                f"{_labels_path(path)} names {len(missing)} images not in {path}, "
-                f"such as {missing[0]!r}"
-            )
-    if not names:
+    if splits is None and split == "test":
+        raise DataSourceError(
+            f"{path} has no labels file ({_labels_path(path).name}) saying which "
+            "images are test images; without one every image is in 'train'"
+        )
+    wanted = None if splits is None else {n for n, s in splits.items() if s == split}
+    read = _tar_images if path.is_file() else _folder_images
+    blobs = read(path, wanted)
+    if wanted is not None and len(blobs) < len(wanted):
+        missing = sorted(wanted - blobs.keys())
+        raise ValueError(
+            f"{_labels_path(path)} names {len(missing)} images not in {path}, such as {missing[0]!r}"
+        )
+    if not blobs:
         raise DataSourceError(f"{path} holds no images for split {split!r}")
-    return decode_images(names, [members[n]() for n in names])
+    names = sorted(blobs)
+    return decode_images(names, [blobs[n] for n in names])
 
 
 def _labels_path(path):
@@ -223,25 +225,29 @@ def _read_splits(path):
     return {row[member]: row[split] for row in (line.split("\t") for line in lines[1:] if line)}
 
 
-def _tar_members(path):
-    """name -> reader for the image files of a tar; never extracts, so no path escapes."""
-    archive = tarfile.open(path)
-    members = {}
-    for member in archive.getmembers():
-        name = PurePosixPath(member.name)
-        if name.is_absolute() or ".." in name.parts:
-            raise ValueError(f"{path} has an unsafe member name {member.name!r}; refusing it")
-        if member.isfile() and name.suffix.lower() in _IMAGE_SUFFIXES:
-            members[member.name] = lambda m=member: archive.extractfile(m).read()
-    return members
+def _tar_images(path, wanted):
+    """name -> bytes of the image files in a tar; never extracts, so no path escapes."""
+    images = {}
+    with tarfile.open(path) as archive:
+        for member in archive:
+            name = PurePosixPath(member.name)
+            if name.is_absolute() or ".." in name.parts:
+                raise ValueError(f"{path} has an unsafe member name {member.name!r}; refusing it")
+            if _is_wanted(member.name, wanted) and member.isfile():
+                images[member.name] = archive.extractfile(member).read()
+    return images
 
 
-def _folder_members(path):
+def _folder_images(path, wanted):
     return {
-        str(file.relative_to(path).as_posix()): file.read_bytes
+        name: file.read_bytes()
         for file in sorted(path.rglob("*"))
-        if file.is_file() and file.suffix.lower() in _IMAGE_SUFFIXES
+        if file.is_file() and _is_wanted(name := file.relative_to(path).as_posix(), wanted)
     }
+
+
+def _is_wanted(name, wanted):
+    return name in wanted if wanted is not None else name.lower().endswith(_IMAGE_SUFFIXES)
 
 
 def decode_images(names, blobs, size=FACES_SIZE) -> np.ndarray:

@@ -80,6 +80,7 @@ def train(
         train_data,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
+        shuffle=False,  # the pipeline shuffles
         callbacks=[keras.callbacks.BackupAndRestore(str(state_dir), delete_checkpoint=False), progress],
         verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2),
     )

@@ -30,7 +30,7 @@ def root() -> Path:
     return installed if installed.is_dir() else package.parent / "zoo"
 
 
-def list() -> builtins.list[str]:  # noqa: A001 - the zoo's own vocabulary: zoo.list()
+def list() -> builtins.list[str]:
     """Names of the shipped presets."""
     base = root()
     if not base.is_dir():
@@ -168,20 +168,26 @@ def model_card(preset_card: dict) -> str:
         lines += [
             f"Command: `{trained['command']}`",
             "",
-            f"{trained['epochs']} epochs, {trained['steps']} steps of {trained['batch_size']} "
-            f"images, {trained['wall_time_s'] / 60:.0f} min on {trained['hardware']} "
-            f"(TensorFlow {trained['tensorflow']}, keras_gen {trained['keras_gen']}).",
+            (
+                f"{trained['epochs']} epochs, {trained['steps']} steps of {trained['batch_size']} "
+                f"images, {trained['wall_time_s'] / 60:.0f} min on {trained['hardware']} "
+                f"(TensorFlow {trained['tensorflow']}, keras_gen {trained['keras_gen']})."
+            ),
             "",
         ]
     else:
         lines += ["Not trained yet.", ""]
     lines += ["## Measured", ""]
-    if c.get("metrics"):
-        lines += ["| metric | value | command |", "| --- | --- | --- |"]
-        lines += [
-            f"| {m['name']} | {m['value']:.4g} | `{m['command']}` |" for m in c["metrics"]
-        ]
-    else:
+    by_command = {}
+    for metric in c.get("metrics", []):
+        by_command.setdefault(metric["command"], []).append(metric)
+    for command, metrics in by_command.items():
+        lines += [f"Measured by `{command}`:", "", "| metric | value |", "| --- | --- |"]
+        lines += [f"| {m['name']} | {m['value']:.4g} |" for m in metrics]
+        lines.append("")
+    if not by_command:
         lines.append("Nothing measured yet.")
+    for file, entry in c.get("weights", {}).items():
+        lines += [f"Weights: `{file}`, sha256 `{entry['sha256']}`."]
     lines += ["", "## Limitations", "", c.get("limitations", ""), ""]
     return "\n".join(lines)

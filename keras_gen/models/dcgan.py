@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from keras_gen.models import _replicas
+from keras_gen.models import _common
 
 _INIT = keras.initializers.RandomNormal(stddev=0.02)
 _GAMMA_INIT = keras.initializers.RandomNormal(mean=1.0, stddev=0.02)
@@ -160,10 +160,11 @@ class DCGAN(keras.Model):
 
     def compile_from_config(self, config):
         self.compile(
-            generator_optimizer=keras.optimizers.deserialize(config["generator_optimizer"]),
-            discriminator_optimizer=keras.optimizers.deserialize(
-                config["discriminator_optimizer"]
-            ),
+            **{
+                key: keras.optimizers.deserialize(value)
+                for key, value in config.items()
+                if key in ("generator_optimizer", "discriminator_optimizer")
+            }
         )
 
     @property
@@ -189,10 +190,10 @@ class DCGAN(keras.Model):
         return tf.nn.softplus(-fake_logits[:, 0])
 
     def train_step(self, data):
-        real = _images(data) * 2.0 - 1.0
+        real = _common.images(data) * 2.0 - 1.0
         batch = tf.shape(real)[0]
-        seed = _replicas.step_seed(self.seed, self.discriminator_optimizer.iterations, 0)
-        latents = _replicas.replica_normal(batch, [self.latent_dim], seed)
+        seed = _common.step_seed(self.seed, self.discriminator_optimizer.iterations, 0)
+        latents = _common.replica_normal(batch, [self.latent_dim], seed)
         generator_weights = self.generator.trainable_variables
         discriminator_weights = self.discriminator.trainable_variables
         # One generator pass serves both updates, as in the reference DCGAN: the
@@ -205,7 +206,7 @@ class DCGAN(keras.Model):
                 real_logits = self.discriminator(real, training=True)
                 fake_logits = self.discriminator(tf.stop_gradient(fake), training=True)
                 discriminator_losses = self.discriminator_losses(real_logits, fake_logits)
-                discriminator_loss = _replicas.average_over_global_batch(
+                discriminator_loss = _common.average_over_global_batch(
                     discriminator_losses
                 )
             self.discriminator_optimizer.apply_gradients(
@@ -215,17 +216,17 @@ class DCGAN(keras.Model):
                 )
             )
             generator_losses = self.generator_losses(self.discriminator(fake, training=True))
-            generator_loss = _replicas.average_over_global_batch(generator_losses)
+            generator_loss = _common.average_over_global_batch(generator_losses)
         self.generator_optimizer.apply_gradients(
             zip(generator_tape.gradient(generator_loss, generator_weights), generator_weights)
         )
         return self._track(discriminator_losses, generator_losses, real_logits, fake_logits)
 
     def test_step(self, data):
-        real = _images(data) * 2.0 - 1.0
+        real = _common.images(data) * 2.0 - 1.0
         batch = tf.shape(real)[0]
-        seed = _replicas.step_seed(self.seed, -1, 0)
-        fake = self.generator(_replicas.replica_normal(batch, [self.latent_dim], seed))
+        seed = _common.step_seed(self.seed, -1, 0)
+        fake = self.generator(_common.replica_normal(batch, [self.latent_dim], seed))
         real_logits = self.discriminator(real)
         fake_logits = self.discriminator(fake)
         return self._track(
@@ -244,19 +245,15 @@ class DCGAN(keras.Model):
 
     def generate(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
         """`num_samples` float32 images in [0, 1]; the same seed gives the same images."""
-        latents = _replicas.standard_normal(num_samples, self.latent_dim, seed)
-        return generate_in_batches(self.generator, latents)
+        latents = _common.standard_normal(num_samples, self.latent_dim, seed)
+        return _common.in_batches(self.decode, latents)
 
+    def decode(self, latents) -> tf.Tensor:
+        """Generated images in [0, 1] for latents of shape (batch, latent_dim)."""
+        latents = tf.convert_to_tensor(latents, tf.float32)
+        if latents.shape.rank != 2 or latents.shape[-1] != self.latent_dim:
+            raise ValueError(
+                f"expected latents of shape (batch, {self.latent_dim}), got {tuple(latents.shape)}"
+            )
+        return tf.clip_by_value((self.generator(latents, training=False) + 1.0) / 2.0, 0.0, 1.0)
 
-def _images(data):
-    """Images from a batch that may carry labels or other extras."""
-    return data[0] if isinstance(data, (tuple, list)) else data
-
-
-def generate_in_batches(decoder, latents, batch_size=256):
-    """Decoded images in [0, 1], batch by batch so large requests fit in memory."""
-    parts = [
-        (decoder(latents[i : i + batch_size], training=False) + 1.0) / 2.0
-        for i in range(0, int(latents.shape[0]), batch_size)
-    ]
-    return tf.clip_by_value(tf.concat(parts, axis=0), 0.0, 1.0)

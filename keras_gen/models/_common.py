@@ -1,4 +1,4 @@
-"""What every model's train_step needs to be right under tf.distribute."""
+"""Shared by every model: noise, loss averaging and batching that are right under tf.distribute."""
 
 import tensorflow as tf
 
@@ -34,6 +34,19 @@ def average_over_global_batch(per_example):
 
 def standard_normal(num_samples, dim, seed):
     """Latents for `generate`: reproducible for an int seed, fresh for None."""
+    if int(num_samples) < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     if seed is None:
         return tf.random.normal((num_samples, dim))
     return tf.random.stateless_normal((num_samples, dim), seed=(seed, 0))
+
+
+def images(data):
+    """The images of a batch that may also carry labels or other extras."""
+    return data[0] if isinstance(data, (tuple, list)) else data
+
+
+def in_batches(function, inputs, batch_size=256):
+    """Apply `function` batch by batch, so large requests fit in memory."""
+    count = int(inputs.shape[0])
+    return tf.concat([function(inputs[i : i + batch_size]) for i in range(0, count, batch_size)], 0)

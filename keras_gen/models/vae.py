@@ -1,0 +1,206 @@
+"""Convolutional variational autoencoder (Kingma and Welling, 2014) with TFP distributions."""
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from keras_gen.models import _common
+
+tfd = tfp.distributions
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def build_encoder(image_shape, filters, latent_dim):
+    layers = [keras.Input(image_shape)]
+    for width in filters:
+        layers.append(keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu"))
+    layers += [keras.layers.Flatten(), keras.layers.Dense(2 * latent_dim)]
+    return keras.Sequential(layers, name="encoder")
+
+
+def build_decoder(image_shape, filters, latent_dim):
+    height, width, channels = image_shape
+    scale = 2 ** len(filters)
+    if height % scale or width % scale:
+        raise ValueError(
+            f"image_shape {tuple(image_shape)} must be divisible by 2**len(filters) = {scale}"
+        )
+    layers = [
+        keras.Input((latent_dim,)),
+        keras.layers.Dense(height // scale * width // scale * filters[-1], activation="relu"),
+        keras.layers.Reshape((height // scale, width // scale, filters[-1])),
+    ]
+    for width_ in reversed(filters):
+        layers.append(
+            keras.layers.Conv2DTranspose(width_, 3, strides=2, padding="same", activation="relu")
+        )
+    layers.append(keras.layers.Conv2D(channels, 3, padding="same"))
+    return keras.Sequential(layers, name="decoder")
+
+
+@keras.saving.register_keras_serializable(package="keras_gen")
+class VAE(keras.Model):
+    """VAE whose posterior, prior and likelihood are TFP distributions.
+
+    The loss is the negative ELBO in nats per image, E_q[-log p(x|z)] + beta *
+    KL(q(z|x) || p(z)), with the KL from `tfd.kl_divergence`. `beta` > 1 gives a
+    beta-VAE (Higgins et al. 2017). `likelihood="bernoulli"` wants binarized
+    images; `"gaussian"` models images in [0, 1] with a learned pixel scale.
+    `seed` fixes the training noise: step t draws the same noise on any number of
+    replicas, and evaluation always uses the same noise.
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] = (28, 28, 1),
+        latent_dim: int = 16,
+        filters: tuple[int, ...] = (32, 64),
+        likelihood: str = "bernoulli",
+        beta: float = 1.0,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        self.image_shape = tuple(image_shape)
+        self.latent_dim = latent_dim
+        self.filters = tuple(filters)
+        self.likelihood = likelihood
+        self.beta = beta
+        self.seed = seed
+        self.encoder = build_encoder(self.image_shape, self.filters, latent_dim)
+        self.decoder = build_decoder(self.image_shape, self.filters, latent_dim)
+        if likelihood == "gaussian":
+            self.log_scale = self.add_weight(shape=(), initializer="zeros", name="log_scale")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+        self.build()
+
+    def build(self, input_shape=None):
+        # encoder and decoder are built on creation; fit never calls the model itself.
+        self.built = True
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "image_shape": self.image_shape,
+            "latent_dim": self.latent_dim,
+            "filters": self.filters,
+            "likelihood": self.likelihood,
+            "beta": self.beta,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        # JSON turns tuples into lists; the config must round-trip exactly.
+        config = {**config}
+        for key in ("image_shape", "filters"):
+            if key in config:
+                config[key] = tuple(config[key])
+        return cls(**config)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
+
+    @property
+    def prior(self) -> tfd.Distribution:
+        return tfd.Independent(
+            tfd.Normal(tf.zeros(self.latent_dim), tf.ones(self.latent_dim)),
+            reinterpreted_batch_ndims=1,
+        )
+
+    def encode(self, images, training=False) -> tfd.Distribution:
+        """The approximate posterior q(z|x): a diagonal Gaussian per image."""
+        images = self._check_images(images)
+        mean, raw_scale = tf.split(self.encoder(images, training=training), 2, axis=-1)
+        return tfd.Independent(
+            tfd.Normal(mean, tf.nn.softplus(raw_scale) + 1e-5), reinterpreted_batch_ndims=1
+        )
+
+    def likelihood_distribution(self, latents, training=False) -> tfd.Distribution:
+        """p(x|z), one distribution over whole images per latent."""
+        outputs = self.decoder(latents, training=training)
+        if self.likelihood == "bernoulli":
+            pixels = tfd.Bernoulli(logits=outputs, dtype=tf.float32)
+        else:
+            pixels = tfd.Normal(tf.sigmoid(outputs), tf.exp(self.log_scale))
+        return tfd.Independent(pixels, reinterpreted_batch_ndims=3)
+
+    def decode(self, latents) -> tf.Tensor:
+        """Mean images in [0, 1] for the given latents."""
+        latents = tf.convert_to_tensor(latents, tf.float32)
+        if latents.shape.rank != 2 or latents.shape[-1] != self.latent_dim:
+            raise ValueError(
+                f"expected latents of shape (batch, {self.latent_dim}), got {tuple(latents.shape)}"
+            )
+        return tf.clip_by_value(self.likelihood_distribution(latents).mean(), 0.0, 1.0)
+
+    def reconstruct(self, images) -> tf.Tensor:
+        """Decode the posterior mean of each image."""
+        return self.decode(self.encode(images).mean())
+
+    def call(self, images, training=False):
+        return self.reconstruct(images)
+
+    def generate(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
+        """`num_samples` float32 images in [0, 1] decoded from prior samples."""
+        latents = _common.standard_normal(num_samples, self.latent_dim, seed)
+        return _common.in_batches(self.decode, latents)
+
+    def score(self, images, seed: int | None = None) -> tf.Tensor:
+        """Per-example negative ELBO in nats (one posterior sample, analytic KL).
+
+        With seed=None it uses the evaluation noise, so the mean over a batch is
+        exactly what `evaluate` reports for that batch.
+        """
+        images = self._check_images(images)
+        seed = self._evaluation_seed() if seed is None else _common.step_seed(seed, -1, 0)
+        reconstruction, kl = self._negative_elbo_terms(images, seed, training=False)
+        return reconstruction + self.beta * kl
+
+    def _evaluation_seed(self):
+        return _common.step_seed(self.seed, -1, 0)
+
+    def _negative_elbo_terms(self, images, seed, training):
+        posterior = self.encode(images, training=training)
+        noise = _common.replica_normal(tf.shape(images)[0], [self.latent_dim], seed)
+        # Reparameterised sample, drawn from noise shared out across replicas.
+        latents = posterior.mean() + posterior.stddev() * noise
+        reconstruction = -self.likelihood_distribution(latents, training=training).log_prob(images)
+        kl = tfd.kl_divergence(posterior, self.prior)
+        return reconstruction, kl
+
+    def train_step(self, data):
+        images = _common.images(data)
+        with tf.GradientTape() as tape:
+            seed = _common.step_seed(self.seed, self.optimizer.iterations, 0)
+            reconstruction, kl = self._negative_elbo_terms(images, seed, training=True)
+            loss = _common.average_over_global_batch(reconstruction + self.beta * kl)
+        weights = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        return self._track(reconstruction, kl)
+
+    def test_step(self, data):
+        images = _common.images(data)
+        reconstruction, kl = self._negative_elbo_terms(images, self._evaluation_seed(), training=False)
+        return self._track(reconstruction, kl)
+
+    def _track(self, reconstruction, kl):
+        self.loss_tracker.update_state(reconstruction + self.beta * kl)
+        self.reconstruction_tracker.update_state(reconstruction)
+        self.kl_tracker.update_state(kl)
+        return {m.name: m.result() for m in self.metrics}
+
+    def _check_images(self, images):
+        images = tf.convert_to_tensor(images, tf.float32)
+        if images.shape.rank != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"expected images of shape (batch, {', '.join(map(str, self.image_shape))}), "
+                f"got {tuple(images.shape)}"
+            )
+        return images

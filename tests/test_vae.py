@@ -1,0 +1,100 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_gen.models import VAE, _common
+
+
+def tiny_vae(**kwargs):
+    return VAE(image_shape=(8, 8, 1), latent_dim=3, filters=(4,), **kwargs)
+
+
+def binary_images(count=6, seed=0):
+    return (np.random.default_rng(seed).random((count, 8, 8, 1)) < 0.4).astype("float32")
+
+
+def numpy_negative_elbo(model, images, seed):
+    """-ELBO by hand: closed-form diagonal-Gaussian KL and Bernoulli log-likelihood."""
+    raw = model.encoder(images).numpy().astype("float64")
+    mean, raw_scale = np.split(raw, 2, axis=-1)
+    std = np.logaddexp(0.0, raw_scale) + 1e-5
+    kl = 0.5 * np.sum(std**2 + mean**2 - 1.0 - 2.0 * np.log(std), axis=-1)
+    noise = _common.replica_normal(len(images), [model.latent_dim], seed).numpy()
+    logits = model.decoder((mean + std * noise).astype("float32")).numpy().astype("float64")
+    x = images.astype("float64")
+    log_likelihood = x * -np.logaddexp(0.0, -logits) + (1 - x) * -np.logaddexp(0.0, logits)
+    return -log_likelihood.sum(axis=(1, 2, 3)), kl
+
+
+def test_kl_and_elbo_match_an_independent_numpy_computation():
+    model = tiny_vae(beta=1.5)
+    images = binary_images()
+    seed = model._evaluation_seed()
+    reconstruction, kl = model._negative_elbo_terms(images, seed, training=False)
+    expected_reconstruction, expected_kl = numpy_negative_elbo(model, images, seed)
+    np.testing.assert_allclose(kl, expected_kl, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(reconstruction, expected_reconstruction, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        model.score(images), expected_reconstruction + 1.5 * expected_kl, rtol=1e-5, atol=1e-4
+    )
+
+
+def test_score_agrees_with_evaluate():
+    model = tiny_vae()
+    model.compile(optimizer="adam")
+    images = binary_images(8)
+    results = model.evaluate(images, batch_size=8, return_dict=True, verbose=0)
+    scores = model.score(images)
+    assert scores.shape == (8,)
+    assert results["loss"] == pytest.approx(float(tf.reduce_mean(scores)), rel=1e-6)
+    assert results["loss"] == pytest.approx(
+        results["reconstruction_loss"] + results["kl_loss"], rel=1e-6
+    )
+
+
+def test_score_with_another_seed_uses_other_noise():
+    model = tiny_vae()
+    images = binary_images()
+    assert not np.allclose(model.score(images, seed=1), model.score(images, seed=2))
+    np.testing.assert_array_equal(model.score(images, seed=1), model.score(images, seed=1))
+
+
+def test_encode_decode_reconstruct_shapes():
+    model = tiny_vae()
+    images = binary_images(5)
+    posterior = model.encode(images)
+    assert posterior.batch_shape == (5,) and posterior.event_shape == (3,)
+    assert model.decode(posterior.sample(seed=(1, 2))).shape == (5, 8, 8, 1)
+    assert model.reconstruct(images).shape == (5, 8, 8, 1)
+
+
+def test_wrong_shapes_say_what_was_expected():
+    model = tiny_vae()
+    with pytest.raises(ValueError, match=r"expected images of shape \(batch, 8, 8, 1\)"):
+        model.score(np.zeros((2, 28, 28, 1), "float32"))
+    with pytest.raises(ValueError, match=r"expected latents of shape \(batch, 3\)"):
+        model.decode(np.zeros((2, 5), "float32"))
+
+
+def test_training_lowers_the_loss():
+    model = tiny_vae()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    images = np.repeat(binary_images(4), 16, axis=0)
+    before = model.evaluate(images, verbose=0, return_dict=True)["loss"]
+    model.fit(images, batch_size=16, epochs=5, verbose=0)
+    assert model.evaluate(images, verbose=0, return_dict=True)["loss"] < before - 1.0
+
+
+def test_gaussian_likelihood_learns_its_scale():
+    model = tiny_vae(likelihood="gaussian")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    images = np.random.default_rng(0).random((32, 8, 8, 1)).astype("float32")
+    model.fit(images, batch_size=16, epochs=2, verbose=0)
+    assert float(model.log_scale) != 0.0
+    assert np.all(np.isfinite(model.score(images)))
+
+
+def test_unknown_likelihood_is_refused():
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        tiny_vae(likelihood="poisson")
