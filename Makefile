@@ -22,7 +22,7 @@ lint: $(VENV)/installed
 	$(BIN)/python -m ruff check keras_gen tests tools
 
 wheel: $(VENV)/installed
-	$(BIN)/python -m build --wheel --outdir dist
+	$(BIN)/python -m pip wheel --no-deps --wheel-dir dist .
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info

@@ -26,9 +26,13 @@ def atomic_path(path: str | os.PathLike):
     path.parent.mkdir(parents=True, exist_ok=True)
     # Keras insists on the ".weights.h5" ending, so the temporary file keeps it.
     suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    fd, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=suffix
+    )
     os.close(fd)
-    os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes it private; keep the usual mode
+    os.chmod(
+        temporary, 0o666 & ~_UMASK
+    )  # mkstemp makes it private; keep the usual mode
     try:
         yield Path(temporary)
         os.replace(temporary, path)

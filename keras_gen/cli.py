@@ -13,19 +13,32 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("list", help="list the zoo's presets")
     info = commands.add_parser("info", help="show a preset's card")
     info.add_argument("preset", help="preset name or preset folder")
-    sample = commands.add_parser("sample", help="write a grid of generated images to a PNG")
+    sample = commands.add_parser(
+        "sample", help="write a grid of generated images to a PNG"
+    )
     sample.add_argument("preset", help="preset name or preset folder")
     sample.add_argument("-n", "--num-samples", type=int, default=64)
     sample.add_argument("--seed", type=int, default=None, help="same seed, same images")
     sample.add_argument("-o", "--output", default="samples.png")
-    train = commands.add_parser("train", help="train a preset's recipe into a preset folder")
-    train.add_argument("preset", help="preset name or preset folder whose recipe to train")
+    train = commands.add_parser(
+        "train", help="train a preset's recipe into a preset folder"
+    )
+    train.add_argument(
+        "preset", help="preset name or preset folder whose recipe to train"
+    )
     train.add_argument("--epochs", type=int)
     train.add_argument("--steps-per-epoch", type=int)
     train.add_argument("--batch-size", type=int)
-    train.add_argument("--data", help="dataset file or folder (default: KERAS_GEN_DATA, then the usual places)")
+    train.add_argument(
+        "--data",
+        help="dataset file or folder (default: KERAS_GEN_DATA, then the usual places)",
+    )
     train.add_argument("--seed", type=int)
-    train.add_argument("--output", required=True, help="preset folder to write (replaced when training ends)")
+    train.add_argument(
+        "--output",
+        required=True,
+        help="preset folder to write (replaced when training ends)",
+    )
     args = parser.parse_args(argv)
 
     # TensorFlow loads slowly: import it only once the arguments are known to be good.
@@ -43,14 +56,21 @@ def main(argv: list[str] | None = None) -> int:
             if args.num_samples < 1:
                 parser.error("--num-samples must be at least 1")
             model = zoo.load(args.preset)
-            images.write_png(args.output, model.generate(args.num_samples, seed=args.seed))
+            images.write_png(
+                args.output, model.generate(args.num_samples, seed=args.seed)
+            )
             print(f"wrote {args.num_samples} samples of {args.preset} to {args.output}")
         elif args.command == "train":
             from keras_gen import training
 
             output = training.train(
-                args.preset, args.output, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                batch_size=args.batch_size, data_source=args.data, seed=args.seed,
+                args.preset,
+                args.output,
+                epochs=args.epochs,
+                steps_per_epoch=args.steps_per_epoch,
+                batch_size=args.batch_size,
+                data_source=args.data,
+                seed=args.seed,
                 command=shlex.join(["keras-gen", *argv]),
             )
             print(f"wrote preset {output}")

@@ -58,8 +58,9 @@ def load(
     )
 
 
-def pipeline(images, *, batch_size=64, shuffle=True, seed=0, binarize=None,
-             drop_remainder=False):
+def pipeline(
+    images, *, batch_size=64, shuffle=True, seed=0, binarize=None, drop_remainder=False
+):
     """uint8 images in memory -> shuffled float batches; shuffling indices keeps it cheap."""
     images = tf.constant(images)
     count = int(images.shape[0])
@@ -82,12 +83,16 @@ def pipeline(images, *, batch_size=64, shuffle=True, seed=0, binarize=None,
             )
             batch = tf.cast(noise < batch, tf.float32)
         elif binarize == "dynamic":
-            noise = tf.random.stateless_uniform(tf.shape(batch), seed=tf.stack([key, seed]))
+            noise = tf.random.stateless_uniform(
+                tf.shape(batch), seed=tf.stack([key, seed])
+            )
             batch = tf.cast(noise < batch, tf.float32)
         return batch
 
-    return tf.data.Dataset.zip(batches, keys).map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-        tf.data.AUTOTUNE
+    return (
+        tf.data.Dataset.zip(batches, keys)
+        .map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
     )
 
 
@@ -100,7 +105,9 @@ def load_images(
 ) -> np.ndarray:
     """All images of one split as a uint8 array (N, H, W, C)."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise ValueError(
+            f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
+        )
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     tried = []
@@ -112,7 +119,9 @@ def load_images(
         try:
             return _from_tfds(name, split)
         except Exception as error:  # noqa: BLE001 - reported below with every source tried
-            tried.append(f"TFDS {_TFDS_NAMES[name]!r} ({type(error).__name__}: {error})")
+            tried.append(
+                f"TFDS {_TFDS_NAMES[name]!r} ({type(error).__name__}: {error})"
+            )
     else:
         tried.append("TFDS (not tried: download=False)")
     raise DataSourceError(
@@ -127,7 +136,9 @@ def _local_candidates(name, source):
     if source is not None:
         yield Path(source).expanduser()
         return
-    roots = [Path(os.environ["KERAS_GEN_DATA"])] if os.environ.get("KERAS_GEN_DATA") else []
+    roots = (
+        [Path(os.environ["KERAS_GEN_DATA"])] if os.environ.get("KERAS_GEN_DATA") else []
+    )
     if name == "faces":
         for root in roots:
             yield root / "faces64.tar"
@@ -156,7 +167,9 @@ def _read_npz(path, split):
     with np.load(path, allow_pickle=False) as arrays:
         key = f"x_{split}"
         if key not in arrays:
-            raise ValueError(f"{path} has no array {key!r}; it holds {sorted(arrays.files)}")
+            raise ValueError(
+                f"{path} has no array {key!r}; it holds {sorted(arrays.files)}"
+            )
         return _with_channels(arrays[key])
 
 
@@ -178,7 +191,9 @@ def read_idx(path) -> np.ndarray:
     shape = struct.unpack(f">{rank}I", data[4 : 4 + 4 * rank])
     body = np.frombuffer(data, np.uint8, offset=4 + 4 * rank)
     if body.size != np.prod(shape):
-        raise ValueError(f"{path} is truncated: expected {np.prod(shape)} values, found {body.size}")
+        raise ValueError(
+            f"{path} is truncated: expected {np.prod(shape)} values, found {body.size}"
+        )
     return body.reshape(shape)
 
 
@@ -210,7 +225,11 @@ def _read_faces(path, split):
 
 
 def _labels_path(path):
-    return path.with_name(path.stem + "_labels.tsv") if path.is_file() else path / "labels.tsv"
+    return (
+        path.with_name(path.stem + "_labels.tsv")
+        if path.is_file()
+        else path / "labels.tsv"
+    )
 
 
 def _read_splits(path):
@@ -220,9 +239,14 @@ def _read_splits(path):
     lines = labels.read_text().splitlines()
     header = lines[0].split("\t")
     if "member" not in header or "split" not in header:
-        raise ValueError(f"{labels} needs the columns 'member' and 'split'; it has {header}")
+        raise ValueError(
+            f"{labels} needs the columns 'member' and 'split'; it has {header}"
+        )
     member, split = header.index("member"), header.index("split")
-    return {row[member]: row[split] for row in (line.split("\t") for line in lines[1:] if line)}
+    return {
+        row[member]: row[split]
+        for row in (line.split("\t") for line in lines[1:] if line)
+    }
 
 
 def _tar_images(path, wanted):
@@ -232,7 +256,9 @@ def _tar_images(path, wanted):
         for member in archive:
             name = PurePosixPath(member.name)
             if name.is_absolute() or ".." in name.parts:
-                raise ValueError(f"{path} has an unsafe member name {member.name!r}; refusing it")
+                raise ValueError(
+                    f"{path} has an unsafe member name {member.name!r}; refusing it"
+                )
             if _is_wanted(member.name, wanted) and member.isfile():
                 images[member.name] = archive.extractfile(member).read()
     return images
@@ -242,12 +268,15 @@ def _folder_images(path, wanted):
     return {
         name: file.read_bytes()
         for file in sorted(path.rglob("*"))
-        if file.is_file() and _is_wanted(name := file.relative_to(path).as_posix(), wanted)
+        if file.is_file()
+        and _is_wanted(name := file.relative_to(path).as_posix(), wanted)
     }
 
 
 def _is_wanted(name, wanted):
-    return name in wanted if wanted is not None else name.lower().endswith(_IMAGE_SUFFIXES)
+    return (
+        name in wanted if wanted is not None else name.lower().endswith(_IMAGE_SUFFIXES)
+    )
 
 
 def decode_images(names, blobs, size=FACES_SIZE) -> np.ndarray:

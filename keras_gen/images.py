@@ -18,7 +18,11 @@ def grid(images, columns: int | None = None, padding: int = 2) -> np.ndarray:
     columns = columns or math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
     canvas = np.full(
-        (rows * (height + padding) + padding, columns * (width + padding) + padding, channels),
+        (
+            rows * (height + padding) + padding,
+            columns * (width + padding) + padding,
+            channels,
+        ),
         255,
         np.uint8,
     )

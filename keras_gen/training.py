@@ -30,7 +30,11 @@ class _Progress(keras.callbacks.Callback):
     def __init__(self, state_dir: Path):
         super().__init__()
         self.file = state_dir / "progress.json"
-        self.previous = json.loads(self.file.read_text())["wall_time_s"] if self.file.exists() else 0.0
+        self.previous = (
+            json.loads(self.file.read_text())["wall_time_s"]
+            if self.file.exists()
+            else 0.0
+        )
         self.start = time.monotonic()
 
     @property
@@ -38,7 +42,9 @@ class _Progress(keras.callbacks.Callback):
         return self.previous + time.monotonic() - self.start
 
     def on_epoch_end(self, epoch, logs=None):
-        _files.write_text(self.file, json.dumps({"wall_time_s": self.wall_time_s, "epoch": epoch + 1}))
+        _files.write_text(
+            self.file, json.dumps({"wall_time_s": self.wall_time_s, "epoch": epoch + 1})
+        )
 
 
 def train(
@@ -60,16 +66,29 @@ def train(
     batch_size = batch_size or plan["batch_size"]
     seed = plan["seed"] if seed is None else seed
     output = Path(output)
-    command = command or _command(preset, output, epochs, steps_per_epoch, batch_size, data_source, seed)
+    command = command or _command(
+        preset, output, epochs, steps_per_epoch, batch_size, data_source, seed
+    )
 
     keras.utils.set_random_seed(seed)
-    recipe = {**recipe, "model": {**recipe["model"], "config": {**recipe["model"]["config"], "seed": seed}}}
+    recipe = {
+        **recipe,
+        "model": {
+            **recipe["model"],
+            "config": {**recipe["model"]["config"], "seed": seed},
+        },
+    }
     model = zoo.build(recipe)
     model.compile_from_config(plan["compile"])
     spec = recipe["data"]
     train_data = data.load(
-        spec["dataset"], spec["split"], batch_size=batch_size, seed=seed,
-        binarize=spec.get("binarize", False), drop_remainder=True, source=data_source,
+        spec["dataset"],
+        spec["split"],
+        batch_size=batch_size,
+        seed=seed,
+        binarize=spec.get("binarize", False),
+        drop_remainder=True,
+        source=data_source,
     )
     steps_per_epoch = steps_per_epoch or int(train_data.cardinality())
 
@@ -81,10 +100,17 @@ def train(
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         shuffle=False,  # the pipeline shuffles
-        callbacks=[keras.callbacks.BackupAndRestore(str(state_dir), delete_checkpoint=False), progress],
+        callbacks=[
+            keras.callbacks.BackupAndRestore(str(state_dir), delete_checkpoint=False),
+            progress,
+        ],
         verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2),
     )
-    final = {name: float(value[-1]) for name, value in model.history.history.items()} if model.history.history else {}
+    final = (
+        {name: float(value[-1]) for name, value in model.history.history.items()}
+        if model.history.history
+        else {}
+    )
     metrics = [
         {"name": f"train {name} (last epoch)", "value": value, "command": command}
         for name, value in final.items()
@@ -118,8 +144,12 @@ def _test_metrics(model, spec, data_source, command):
     """The model's own test_step metrics on the held-out split, if the source has one."""
     try:
         test_data = data.load(
-            spec["dataset"], "test", batch_size=256, shuffle=False,
-            binarize=spec.get("binarize", False), source=data_source,
+            spec["dataset"],
+            "test",
+            batch_size=256,
+            shuffle=False,
+            binarize=spec.get("binarize", False),
+            source=data_source,
         )
     except data.DataSourceError as error:
         print(f"no test split, so no test metrics: {error}", file=sys.stderr)

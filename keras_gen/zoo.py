@@ -86,11 +86,15 @@ def weights_file(folder: Path, preset_card: dict) -> Path:
     """The preset's weights file, fetched if only its URL is known, verified by sha256."""
     entry = preset_card.get("weights", {}).get(WEIGHTS)
     if entry is None:
-        raise WeightsError(f"preset {folder.name!r} has no trained weights yet (no {WEIGHTS} in its card)")
+        raise WeightsError(
+            f"preset {folder.name!r} has no trained weights yet (no {WEIGHTS} in its card)"
+        )
     file = folder / WEIGHTS
     if not file.exists():
         if not entry.get("url"):
-            raise WeightsError(f"{file} is missing and the card gives no URL to fetch it from")
+            raise WeightsError(
+                f"{file} is missing and the card gives no URL to fetch it from"
+            )
         file = Path(
             keras.utils.get_file(
                 f"keras_gen-{folder.name}-{entry['sha256'][:12]}.weights.h5",
@@ -108,7 +112,9 @@ def weights_file(folder: Path, preset_card: dict) -> Path:
     return file
 
 
-def write(folder: str | os.PathLike, model: keras.Model, preset_card: dict, samples) -> Path:
+def write(
+    folder: str | os.PathLike, model: keras.Model, preset_card: dict, samples
+) -> Path:
     """Write a complete preset folder atomically: it appears whole or not at all."""
     folder = Path(folder)
     with _files.atomic_directory(folder) as staging:
@@ -182,7 +188,12 @@ def model_card(preset_card: dict) -> str:
     for metric in c.get("metrics", []):
         by_command.setdefault(metric["command"], []).append(metric)
     for command, metrics in by_command.items():
-        lines += [f"Measured by `{command}`:", "", "| metric | value |", "| --- | --- |"]
+        lines += [
+            f"Measured by `{command}`:",
+            "",
+            "| metric | value |",
+            "| --- | --- |",
+        ]
         lines += [f"| {m['name']} | {m['value']:.4g} |" for m in metrics]
         lines.append("")
     if not by_command:

@@ -11,7 +11,9 @@ from keras_gen import data
 
 
 def jpeg(seed, size=64):
-    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    pixels = np.random.default_rng(seed).integers(
+        0, 256, (size, size, 3), dtype=np.uint8
+    )
     return tf.io.encode_jpeg(pixels, quality=95).numpy()
 
 
@@ -30,7 +32,9 @@ def faces_tar(tmp_path):
             add(archive, f"images/{i:06d}.jpg", jpeg(i))
     splits = ["train", "test", "train", "test", "train"]
     rows = [f"images/{i:06d}.jpg\t30\tmale\t{s}" for i, s in enumerate(splits)]
-    (tmp_path / "faces64_labels.tsv").write_text("member\tage\tgender\tsplit\n" + "\n".join(rows) + "\n")
+    (tmp_path / "faces64_labels.tsv").write_text(
+        "member\tage\tgender\tsplit\n" + "\n".join(rows) + "\n"
+    )
     return path
 
 
@@ -44,7 +48,9 @@ def test_faces_from_tar_follow_the_labels_split(faces_tar):
 
 
 def test_faces_folder_is_resized_and_cropped_to_64(tmp_path):
-    (tmp_path / "a.png").write_bytes(tf.io.encode_png(np.zeros((100, 80, 3), np.uint8)).numpy())
+    (tmp_path / "a.png").write_bytes(
+        tf.io.encode_png(np.zeros((100, 80, 3), np.uint8)).numpy()
+    )
     (tmp_path / "b.jpg").write_bytes(jpeg(1, size=64))
     (tmp_path / "notes.txt").write_text("not an image")
     images = data.load_images("faces", "train", source=tmp_path)
@@ -73,8 +79,13 @@ def test_unsafe_tar_member_is_refused(tmp_path, name):
 
 def test_mnist_npz_and_environment_variable(tmp_path, monkeypatch):
     x_test = np.arange(3 * 28 * 28, dtype=np.uint8).reshape(3, 28, 28)
-    np.savez(tmp_path / "mnist.npz", x_train=np.zeros((4, 28, 28), np.uint8), y_train=np.zeros(4),
-             x_test=x_test, y_test=np.zeros(3))
+    np.savez(
+        tmp_path / "mnist.npz",
+        x_train=np.zeros((4, 28, 28), np.uint8),
+        y_train=np.zeros(4),
+        x_test=x_test,
+        y_test=np.zeros(3),
+    )
     monkeypatch.setenv("KERAS_GEN_DATA", str(tmp_path))
     images = data.load_images("mnist", "test", download=False)
     assert images.shape == (3, 28, 28, 1)
@@ -82,7 +93,9 @@ def test_mnist_npz_and_environment_variable(tmp_path, monkeypatch):
 
 
 def write_idx(path, array):
-    header = b"\0\0\x08" + bytes([array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    header = (
+        b"\0\0\x08" + bytes([array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    )
     with gzip.open(path, "wb") as file:
         file.write(header + array.tobytes())
 
@@ -131,13 +144,19 @@ def test_pipeline_batches_floats_in_unit_range():
     np.testing.assert_allclose(np.concatenate(batches), images / 255.0, rtol=1e-6)
     shuffled = np.concatenate(list(data.pipeline(images, batch_size=4, seed=1)))
     assert not np.array_equal(shuffled, images / 255.0)
-    np.testing.assert_allclose(np.sort(shuffled.ravel()), np.sort(images.ravel() / 255.0), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.sort(shuffled.ravel()), np.sort(images.ravel() / 255.0), rtol=1e-6
+    )
 
 
 def test_fixed_binarization_does_not_depend_on_order_or_batch_size():
     images = np.random.default_rng(0).integers(0, 256, (12, 4, 4, 1), dtype=np.uint8)
-    once = np.concatenate(list(data.pipeline(images, batch_size=5, shuffle=False, binarize="fixed")))
-    again = np.concatenate(list(data.pipeline(images, batch_size=12, shuffle=False, binarize="fixed")))
+    once = np.concatenate(
+        list(data.pipeline(images, batch_size=5, shuffle=False, binarize="fixed"))
+    )
+    again = np.concatenate(
+        list(data.pipeline(images, batch_size=12, shuffle=False, binarize="fixed"))
+    )
     assert set(np.unique(once)) <= {0.0, 1.0}
     np.testing.assert_array_equal(once, again)
 

@@ -7,12 +7,22 @@ from keras_gen.models import DCGAN, _common
 
 
 def tiny_gan(**kwargs):
-    return DCGAN(image_size=16, channels=1, latent_dim=4, generator_filters=4,
-                 discriminator_filters=4, **kwargs)
+    return DCGAN(
+        image_size=16,
+        channels=1,
+        latent_dim=4,
+        generator_filters=4,
+        discriminator_filters=4,
+        **kwargs,
+    )
 
 
 def images(count=8, seed=0, size=16, channels=1):
-    return np.random.default_rng(seed).random((count, size, size, channels)).astype("float32")
+    return (
+        np.random.default_rng(seed)
+        .random((count, size, size, channels))
+        .astype("float32")
+    )
 
 
 def log_sigmoid(x):
@@ -24,17 +34,25 @@ def test_losses_match_hand_computation():
     fake = np.array([[-3.0], [0.5], [4.0]], "float32")
     expected_discriminator = -log_sigmoid(real[:, 0]) - log_sigmoid(-fake[:, 0])
     expected_generator = -log_sigmoid(fake[:, 0])
-    np.testing.assert_allclose(DCGAN.discriminator_losses(real, fake), expected_discriminator, rtol=1e-6)
-    np.testing.assert_allclose(DCGAN.generator_losses(fake), expected_generator, rtol=1e-6)
+    np.testing.assert_allclose(
+        DCGAN.discriminator_losses(real, fake), expected_discriminator, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        DCGAN.generator_losses(fake), expected_generator, rtol=1e-6
+    )
     # Spot value: -log(sigmoid(0)) - log(1 - sigmoid(0)) = 2 log 2.
-    assert float(DCGAN.discriminator_losses(np.zeros((1, 1)), np.zeros((1, 1)))[0]) == pytest.approx(2 * np.log(2))
+    assert float(
+        DCGAN.discriminator_losses(np.zeros((1, 1)), np.zeros((1, 1)))[0]
+    ) == pytest.approx(2 * np.log(2))
 
 
 def test_train_step_reports_the_losses_of_the_weights_it_started_from():
     model = tiny_gan()
     model.compile()
     batch = images()
-    latents = _common.replica_normal(len(batch), [4], _common.step_seed(model.seed, 0, 0))
+    latents = _common.replica_normal(
+        len(batch), [4], _common.step_seed(model.seed, 0, 0)
+    )
     # Copies, so the check runs on the very weights train_step starts from.
     generator = keras.models.clone_model(model.generator)
     generator.set_weights(model.generator.get_weights())
@@ -46,7 +64,9 @@ def test_train_step_reports_the_losses_of_the_weights_it_started_from():
     expected = np.mean(-log_sigmoid(real_logits) - log_sigmoid(-fake_logits))
     logs = model.train_step(tf.constant(batch))
     assert float(logs["discriminator_loss"]) == pytest.approx(expected, rel=1e-5)
-    assert float(logs["d_real"]) == pytest.approx(np.mean(1 / (1 + np.exp(-real_logits))), rel=1e-5)
+    assert float(logs["d_real"]) == pytest.approx(
+        np.mean(1 / (1 + np.exp(-real_logits))), rel=1e-5
+    )
 
 
 def trainable(network):
@@ -54,7 +74,10 @@ def trainable(network):
 
 
 def changed(before, network):
-    return [not np.array_equal(b, w.numpy()) for b, w in zip(before, network.trainable_weights)]
+    return [
+        not np.array_equal(b, w.numpy())
+        for b, w in zip(before, network.trainable_weights)
+    ]
 
 
 @pytest.mark.parametrize("frozen", ["generator", "discriminator"])
@@ -68,9 +91,16 @@ def test_each_network_changes_only_through_its_own_optimizer(frozen):
     assert {id(v) for v in model.generator_optimizer._trainable_variables} == {
         id(v) for v in model.generator.trainable_variables
     }
-    generator_before, discriminator_before = trainable(model.generator), trainable(model.discriminator)
+    generator_before, discriminator_before = (
+        trainable(model.generator),
+        trainable(model.discriminator),
+    )
     model.fit(images(16), batch_size=16, epochs=1, verbose=0)
-    assert int(model.generator_optimizer.iterations) == int(model.discriminator_optimizer.iterations) == 1
+    assert (
+        int(model.generator_optimizer.iterations)
+        == int(model.discriminator_optimizer.iterations)
+        == 1
+    )
     generator_changed = changed(generator_before, model.generator)
     discriminator_changed = changed(discriminator_before, model.discriminator)
     if frozen == "generator":
@@ -81,7 +111,13 @@ def test_each_network_changes_only_through_its_own_optimizer(frozen):
 
 @pytest.mark.parametrize("size,channels", [(28, 1), (64, 3)])
 def test_generate_contract(size, channels):
-    model = DCGAN(image_size=size, channels=channels, latent_dim=8, generator_filters=4, discriminator_filters=4)
+    model = DCGAN(
+        image_size=size,
+        channels=channels,
+        latent_dim=8,
+        generator_filters=4,
+        discriminator_filters=4,
+    )
     samples = model.generate(5, seed=3)
     assert samples.shape == (5, size, size, channels) and samples.dtype == tf.float32
     assert float(tf.reduce_min(samples)) >= 0.0 and float(tf.reduce_max(samples)) <= 1.0

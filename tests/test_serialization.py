@@ -6,8 +6,14 @@ from keras_gen.models import DCGAN, VAE
 
 
 def tiny_dcgan():
-    model = DCGAN(image_size=16, channels=1, latent_dim=4, generator_filters=4,
-                  discriminator_filters=4, seed=7)
+    model = DCGAN(
+        image_size=16,
+        channels=1,
+        latent_dim=4,
+        generator_filters=4,
+        discriminator_filters=4,
+        seed=7,
+    )
     model.compile(
         generator_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5),
         discriminator_optimizer=keras.optimizers.SGD(1e-2),
@@ -50,7 +56,9 @@ def test_keras_file_reloads_compiled_and_fit_continues(make, tmp_path):
     reloaded = keras.models.load_model(path)  # safe_mode is on by default
     assert type(reloaded) is type(model)
     assert reloaded.compiled
-    np.testing.assert_array_equal(model.generate(4, seed=5), reloaded.generate(4, seed=5))
+    np.testing.assert_array_equal(
+        model.generate(4, seed=5), reloaded.generate(4, seed=5)
+    )
     for original, restored in zip(optimizers(model), optimizers(reloaded)):
         assert type(restored) is type(original)
         assert int(restored.iterations) == int(original.iterations) == 2

@@ -23,29 +23,63 @@ def recipe(tmp_path):
     (folder / zoo.CARD).write_text(json.dumps(card))
     rng = np.random.default_rng(0)
     source = tmp_path / "mnist.npz"
-    np.savez(source, x_train=rng.integers(0, 256, (12, 28, 28), dtype=np.uint8),
-             x_test=rng.integers(0, 256, (5, 28, 28), dtype=np.uint8))
+    np.savez(
+        source,
+        x_train=rng.integers(0, 256, (12, 28, 28), dtype=np.uint8),
+        x_test=rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+    )
     return folder, source
 
 
 def test_train_command_writes_a_loadable_preset(recipe, tmp_path, capsys):
     folder, source = recipe
     output = tmp_path / "out" / "trained"
-    argv = ["train", str(folder), "--epochs", "2", "--steps-per-epoch", "2", "--seed", "3",
-            "--data", str(source), "--output", str(output)]
+    argv = [
+        "train",
+        str(folder),
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "2",
+        "--seed",
+        "3",
+        "--data",
+        str(source),
+        "--output",
+        str(output),
+    ]
     assert cli.main(argv) == 0
     card = zoo.card(output)
     assert card["trained"]["command"] == "keras-gen " + " ".join(argv)
     assert card["trained"]["steps"] == 4 and card["trained"]["seed"] == 3
     assert card["model"]["config"]["seed"] == 3
     names = {m["name"] for m in card["metrics"]}
-    assert "train generator_loss (last epoch)" in names and "test discriminator_loss" in names
+    assert (
+        "train generator_loss (last epoch)" in names
+        and "test discriminator_loss" in names
+    )
     model = zoo.load(output)
     assert model.generate(3, seed=0).shape == (3, 28, 28, 1)
     assert not output.with_name("trained.train-state").exists()
-    assert sorted(os.listdir(output.parent)) == ["trained"]  # nothing half-written beside it
+    assert sorted(os.listdir(output.parent)) == [
+        "trained"
+    ]  # nothing half-written beside it
 
-    assert cli.main(["sample", str(output), "-n", "5", "--seed", "1", "-o", str(tmp_path / "s.png")]) == 0
+    assert (
+        cli.main(
+            [
+                "sample",
+                str(output),
+                "-n",
+                "5",
+                "--seed",
+                "1",
+                "-o",
+                str(tmp_path / "s.png"),
+            ]
+        )
+        == 0
+    )
     grid = tf.io.decode_png((tmp_path / "s.png").read_bytes())
     assert grid.shape == (2 + 2 * 30, 2 + 3 * 30, 1)
 
@@ -53,7 +87,16 @@ def test_train_command_writes_a_loadable_preset(recipe, tmp_path, capsys):
 def test_a_failed_run_leaves_no_preset(recipe, tmp_path, capsys):
     folder, _ = recipe
     output = tmp_path / "trained"
-    code = cli.main(["train", str(folder), "--data", str(tmp_path / "missing.npz"), "--output", str(output)])
+    code = cli.main(
+        [
+            "train",
+            str(folder),
+            "--data",
+            str(tmp_path / "missing.npz"),
+            "--output",
+            str(output),
+        ]
+    )
     assert code == 2
     assert "no source for dataset 'mnist'" in capsys.readouterr().err
     assert not output.exists()
@@ -80,11 +123,26 @@ def test_cli_list_info_and_unknown_preset(capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHARED_DATA / "faces64.tar").exists(), reason="needs ../shared/data/faces64.tar")
+@pytest.mark.skipif(
+    not (SHARED_DATA / "faces64.tar").exists(),
+    reason="needs ../shared/data/faces64.tar",
+)
 def test_real_faces_train_a_few_steps(tmp_path):
     output = tmp_path / "dcgan_faces"
-    argv = ["train", "dcgan_faces", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16",
-            "--data", str(SHARED_DATA / "faces64.tar"), "--output", str(output)]
+    argv = [
+        "train",
+        "dcgan_faces",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "16",
+        "--data",
+        str(SHARED_DATA / "faces64.tar"),
+        "--output",
+        str(output),
+    ]
     assert cli.main(argv) == 0
     card = zoo.card(output)
     assert card["data"]["dataset"] == "faces"

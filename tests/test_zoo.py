@@ -13,10 +13,21 @@ TINY_CARD = {
     "description": "A tiny DCGAN for tests.",
     "model": {
         "class": "DCGAN",
-        "config": {"image_size": 16, "channels": 1, "latent_dim": 4, "generator_filters": 4,
-                   "discriminator_filters": 4, "seed": 0},
+        "config": {
+            "image_size": 16,
+            "channels": 1,
+            "latent_dim": 4,
+            "generator_filters": 4,
+            "discriminator_filters": 4,
+            "seed": 0,
+        },
     },
-    "data": {"dataset": "mnist", "split": "train", "description": "Synthetic.", "terms": "None."},
+    "data": {
+        "dataset": "mnist",
+        "split": "train",
+        "description": "Synthetic.",
+        "terms": "None.",
+    },
     "training": {"epochs": 1, "batch_size": 4, "seed": 0, "compile": {}},
 }
 
@@ -24,7 +35,9 @@ TINY_CARD = {
 @pytest.fixture
 def tiny_preset(tmp_path):
     model = zoo.build(TINY_CARD)
-    return zoo.write(tmp_path / "tiny", model, TINY_CARD, model.generate(4, seed=0)), model
+    return zoo.write(
+        tmp_path / "tiny", model, TINY_CARD, model.generate(4, seed=0)
+    ), model
 
 
 def test_list_has_the_shipped_presets():
@@ -47,7 +60,9 @@ def test_load_by_path_restores_the_weights(tiny_preset):
         np.testing.assert_array_equal(a, b)
     assert (folder / "samples.png").is_file() and (folder / "README.md").is_file()
     card = zoo.card(folder)
-    assert card["weights"][zoo.WEIGHTS]["sha256"] == zoo._files.sha256(folder / zoo.WEIGHTS)
+    assert card["weights"][zoo.WEIGHTS]["sha256"] == zoo._files.sha256(
+        folder / zoo.WEIGHTS
+    )
 
 
 def test_tampered_weights_are_refused_before_loading(tiny_preset):
@@ -66,7 +81,9 @@ def test_weights_are_fetched_from_the_card_url_and_verified(tiny_preset, tmp_pat
     card = zoo.card(folder)
     card["weights"][zoo.WEIGHTS]["url"] = hosted.as_uri()
     (folder / zoo.CARD).write_text(json.dumps(card))
-    np.testing.assert_array_equal(zoo.load(folder).generate(2, seed=1), model.generate(2, seed=1))
+    np.testing.assert_array_equal(
+        zoo.load(folder).generate(2, seed=1), model.generate(2, seed=1)
+    )
 
     card["weights"][zoo.WEIGHTS].update(url=hosted.as_uri(), sha256="0" * 64)
     (folder / zoo.CARD).write_text(json.dumps(card))

@@ -14,7 +14,10 @@ BEGIN, END = "<!-- zoo table: tools/model_cards.py -->", "<!-- end zoo table -->
 
 
 def zoo_table() -> str:
-    rows = ["| preset | model | data | trained | measured |", "| --- | --- | --- | --- | --- |"]
+    rows = [
+        "| preset | model | data | trained | measured |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name in zoo.list():
         card = zoo.card(name)
         trained = card.get("trained")
@@ -34,14 +37,18 @@ def zoo_table() -> str:
 
 def main() -> int:
     for name in zoo.list():
-        _files.write_text(zoo.root() / name / "README.md", zoo.model_card(zoo.card(name)))
+        _files.write_text(
+            zoo.root() / name / "README.md", zoo.model_card(zoo.card(name))
+        )
     readme = Path(__file__).resolve().parents[1] / "README.md"
     text = readme.read_text()
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
     if not pattern.search(text):
         print(f"README.md lacks the markers {BEGIN} ... {END}", file=sys.stderr)
         return 1
-    _files.write_text(readme, pattern.sub(lambda _: f"{BEGIN}\n{zoo_table()}\n{END}", text))
+    _files.write_text(
+        readme, pattern.sub(lambda _: f"{BEGIN}\n{zoo_table()}\n{END}", text)
+    )
     return 0
 
 

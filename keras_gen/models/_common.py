@@ -22,9 +22,7 @@ def replica_normal(local_batch, shape, seed):
 
 def step_seed(seed, step, stream):
     """A stateless seed for one noise stream at one training step."""
-    return tf.stack(
-        [tf.cast(seed, tf.int64), tf.cast(step, tf.int64) * 16 + stream]
-    )
+    return tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64) * 16 + stream])
 
 
 def average_over_global_batch(per_example):
@@ -49,4 +47,6 @@ def images(data):
 def in_batches(function, inputs, batch_size=256):
     """Apply `function` batch by batch, so large requests fit in memory."""
     count = int(inputs.shape[0])
-    return tf.concat([function(inputs[i : i + batch_size]) for i in range(0, count, batch_size)], 0)
+    return tf.concat(
+        [function(inputs[i : i + batch_size]) for i in range(0, count, batch_size)], 0
+    )

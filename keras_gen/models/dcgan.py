@@ -5,8 +5,11 @@ import tensorflow as tf
 
 from keras_gen.models import _common
 
-_INIT = keras.initializers.RandomNormal(stddev=0.02)
-_GAMMA_INIT = keras.initializers.RandomNormal(mean=1.0, stddev=0.02)
+
+def _init():
+    # A new initializer per layer, made when the model is: seeded by
+    # keras.utils.set_random_seed, and no two layers share a draw.
+    return keras.initializers.RandomNormal(stddev=0.02)
 
 
 def _base_size(image_size):
@@ -26,7 +29,10 @@ def _batch_norm():
     # synchronized: under MirroredStrategy the statistics are those of the global
     # batch, so N replicas normalise exactly as one device would.
     return keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-5, gamma_initializer=_GAMMA_INIT, synchronized=True
+        momentum=0.9,
+        epsilon=1e-5,
+        gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02),
+        synchronized=True,
     )
 
 
@@ -35,7 +41,9 @@ def build_generator(latent_dim, image_size, channels, filters):
     width = filters * 2 ** (upsamplings - 1)
     layers = [
         keras.Input((latent_dim,)),
-        keras.layers.Dense(size * size * width, use_bias=False, kernel_initializer=_INIT),
+        keras.layers.Dense(
+            size * size * width, use_bias=False, kernel_initializer=_init()
+        ),
         keras.layers.Reshape((size, size, width)),
         _batch_norm(),
         keras.layers.ReLU(),
@@ -43,16 +51,24 @@ def build_generator(latent_dim, image_size, channels, filters):
     for i in range(upsamplings - 1):
         layers += [
             keras.layers.Conv2DTranspose(
-                width // 2 ** (i + 1), 4, strides=2, padding="same", use_bias=False,
-                kernel_initializer=_INIT,
+                width // 2 ** (i + 1),
+                4,
+                strides=2,
+                padding="same",
+                use_bias=False,
+                kernel_initializer=_init(),
             ),
             _batch_norm(),
             keras.layers.ReLU(),
         ]
     layers.append(
         keras.layers.Conv2DTranspose(
-            channels, 4, strides=2, padding="same", activation="tanh",
-            kernel_initializer=_INIT,
+            channels,
+            4,
+            strides=2,
+            padding="same",
+            activation="tanh",
+            kernel_initializer=_init(),
         )
     )
     return keras.Sequential(layers, name="generator")
@@ -64,15 +80,19 @@ def build_discriminator(image_size, channels, filters):
     for i in range(downsamplings):
         layers.append(
             keras.layers.Conv2D(
-                filters * 2**i, 4, strides=2, padding="same", use_bias=i == 0,
-                kernel_initializer=_INIT,
+                filters * 2**i,
+                4,
+                strides=2,
+                padding="same",
+                use_bias=i == 0,
+                kernel_initializer=_init(),
             )
         )
         if i > 0:  # Radford et al.: no batch norm on the discriminator's input layer
             layers.append(_batch_norm())
         layers.append(keras.layers.LeakyReLU(0.2))
     layers += [
-        keras.layers.Conv2D(1, size, padding="valid", kernel_initializer=_INIT),
+        keras.layers.Conv2D(1, size, padding="valid", kernel_initializer=_init()),
         keras.layers.Flatten(),
     ]
     return keras.Sequential(layers, name="discriminator")
@@ -105,8 +125,12 @@ class DCGAN(keras.Model):
         self.generator_filters = generator_filters
         self.discriminator_filters = discriminator_filters
         self.seed = seed
-        self.generator = build_generator(latent_dim, image_size, channels, generator_filters)
-        self.discriminator = build_discriminator(image_size, channels, discriminator_filters)
+        self.generator = build_generator(
+            latent_dim, image_size, channels, generator_filters
+        )
+        self.discriminator = build_discriminator(
+            image_size, channels, discriminator_filters
+        )
         self.generator_loss_tracker = keras.metrics.Mean(name="generator_loss")
         self.discriminator_loss_tracker = keras.metrics.Mean(name="discriminator_loss")
         self.real_output_tracker = keras.metrics.Mean(name="d_real")
@@ -196,31 +220,40 @@ class DCGAN(keras.Model):
         latents = _common.replica_normal(batch, [self.latent_dim], seed)
         generator_weights = self.generator.trainable_variables
         discriminator_weights = self.discriminator.trainable_variables
-        # One generator pass serves both updates, as in the reference DCGAN: the
-        # generator tape watches only generator weights, so the discriminator
-        # update below adds nothing to it.
-        with tf.GradientTape(watch_accessed_variables=False) as generator_tape:
-            generator_tape.watch([w.value for w in generator_weights])
+        # One generator pass serves both updates, as in the reference DCGAN. The
+        # tapes are not nested: a tape open across the discriminator's update would
+        # also record its cross-replica reductions and break their order.
+        with tf.GradientTape() as generator_tape:
             fake = self.generator(latents, training=True)
-            with tf.GradientTape() as discriminator_tape:
-                real_logits = self.discriminator(real, training=True)
-                fake_logits = self.discriminator(tf.stop_gradient(fake), training=True)
-                discriminator_losses = self.discriminator_losses(real_logits, fake_logits)
-                discriminator_loss = _common.average_over_global_batch(
-                    discriminator_losses
-                )
-            self.discriminator_optimizer.apply_gradients(
-                zip(
-                    discriminator_tape.gradient(discriminator_loss, discriminator_weights),
-                    discriminator_weights,
-                )
+        with tf.GradientTape() as discriminator_tape:
+            real_logits = self.discriminator(real, training=True)
+            fake_logits = self.discriminator(fake, training=True)
+            discriminator_losses = self.discriminator_losses(real_logits, fake_logits)
+            discriminator_loss = _common.average_over_global_batch(discriminator_losses)
+        self.discriminator_optimizer.apply_gradients(
+            zip(
+                discriminator_tape.gradient(discriminator_loss, discriminator_weights),
+                discriminator_weights,
             )
-            generator_losses = self.generator_losses(self.discriminator(fake, training=True))
-            generator_loss = _common.average_over_global_batch(generator_losses)
-        self.generator_optimizer.apply_gradients(
-            zip(generator_tape.gradient(generator_loss, generator_weights), generator_weights)
         )
-        return self._track(discriminator_losses, generator_losses, real_logits, fake_logits)
+        with tf.GradientTape() as image_tape:
+            image_tape.watch(fake)
+            generator_losses = self.generator_losses(
+                self.discriminator(fake, training=True)
+            )
+            generator_loss = _common.average_over_global_batch(generator_losses)
+        # Chain rule by hand: dL/dfake from the updated discriminator, then through G.
+        generator_gradients = generator_tape.gradient(
+            fake,
+            generator_weights,
+            output_gradients=image_tape.gradient(generator_loss, fake),
+        )
+        self.generator_optimizer.apply_gradients(
+            zip(generator_gradients, generator_weights)
+        )
+        return self._track(
+            discriminator_losses, generator_losses, real_logits, fake_logits
+        )
 
     def test_step(self, data):
         real = _common.images(data) * 2.0 - 1.0
@@ -255,5 +288,6 @@ class DCGAN(keras.Model):
             raise ValueError(
                 f"expected latents of shape (batch, {self.latent_dim}), got {tuple(latents.shape)}"
             )
-        return tf.clip_by_value((self.generator(latents, training=False) + 1.0) / 2.0, 0.0, 1.0)
-
+        return tf.clip_by_value(
+            (self.generator(latents, training=False) + 1.0) / 2.0, 0.0, 1.0
+        )

@@ -14,7 +14,9 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 def build_encoder(image_shape, filters, latent_dim):
     layers = [keras.Input(image_shape)]
     for width in filters:
-        layers.append(keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu"))
+        layers.append(
+            keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")
+        )
     layers += [keras.layers.Flatten(), keras.layers.Dense(2 * latent_dim)]
     return keras.Sequential(layers, name="encoder")
 
@@ -28,12 +30,16 @@ def build_decoder(image_shape, filters, latent_dim):
         )
     layers = [
         keras.Input((latent_dim,)),
-        keras.layers.Dense(height // scale * width // scale * filters[-1], activation="relu"),
+        keras.layers.Dense(
+            height // scale * width // scale * filters[-1], activation="relu"
+        ),
         keras.layers.Reshape((height // scale, width // scale, filters[-1])),
     ]
     for width_ in reversed(filters):
         layers.append(
-            keras.layers.Conv2DTranspose(width_, 3, strides=2, padding="same", activation="relu")
+            keras.layers.Conv2DTranspose(
+                width_, 3, strides=2, padding="same", activation="relu"
+            )
         )
     layers.append(keras.layers.Conv2D(channels, 3, padding="same"))
     return keras.Sequential(layers, name="decoder")
@@ -63,7 +69,9 @@ class VAE(keras.Model):
     ):
         super().__init__(**kwargs)
         if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+            raise ValueError(
+                f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}"
+            )
         self.image_shape = tuple(image_shape)
         self.latent_dim = latent_dim
         self.filters = tuple(filters)
@@ -73,7 +81,9 @@ class VAE(keras.Model):
         self.encoder = build_encoder(self.image_shape, self.filters, latent_dim)
         self.decoder = build_decoder(self.image_shape, self.filters, latent_dim)
         if likelihood == "gaussian":
-            self.log_scale = self.add_weight(shape=(), initializer="zeros", name="log_scale")
+            self.log_scale = self.add_weight(
+                shape=(), initializer="zeros", name="log_scale"
+            )
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
@@ -119,7 +129,8 @@ class VAE(keras.Model):
         images = self._check_images(images)
         mean, raw_scale = tf.split(self.encoder(images, training=training), 2, axis=-1)
         return tfd.Independent(
-            tfd.Normal(mean, tf.nn.softplus(raw_scale) + 1e-5), reinterpreted_batch_ndims=1
+            tfd.Normal(mean, tf.nn.softplus(raw_scale) + 1e-5),
+            reinterpreted_batch_ndims=1,
         )
 
     def likelihood_distribution(self, latents, training=False) -> tfd.Distribution:
@@ -159,7 +170,9 @@ class VAE(keras.Model):
         exactly what `evaluate` reports for that batch.
         """
         images = self._check_images(images)
-        seed = self._evaluation_seed() if seed is None else _common.step_seed(seed, -1, 0)
+        seed = (
+            self._evaluation_seed() if seed is None else _common.step_seed(seed, -1, 0)
+        )
         reconstruction, kl = self._negative_elbo_terms(images, seed, training=False)
         return reconstruction + self.beta * kl
 
@@ -171,7 +184,9 @@ class VAE(keras.Model):
         noise = _common.replica_normal(tf.shape(images)[0], [self.latent_dim], seed)
         # Reparameterised sample, drawn from noise shared out across replicas.
         latents = posterior.mean() + posterior.stddev() * noise
-        reconstruction = -self.likelihood_distribution(latents, training=training).log_prob(images)
+        reconstruction = -self.likelihood_distribution(
+            latents, training=training
+        ).log_prob(images)
         kl = tfd.kl_divergence(posterior, self.prior)
         return reconstruction, kl
 
@@ -187,7 +202,9 @@ class VAE(keras.Model):
 
     def test_step(self, data):
         images = _common.images(data)
-        reconstruction, kl = self._negative_elbo_terms(images, self._evaluation_seed(), training=False)
+        reconstruction, kl = self._negative_elbo_terms(
+            images, self._evaluation_seed(), training=False
+        )
         return self._track(reconstruction, kl)
 
     def _track(self, reconstruction, kl):

@@ -1,0 +1,88 @@
+"""Run as a script: train each model family on 1 and on 2 CPU replicas, print the differences.
+
+A separate process, because logical devices must be set before TensorFlow starts.
+"""
+
+import json
+import sys
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+)
+
+import keras
+import numpy as np
+
+from keras_gen.models import DCGAN, VAE
+
+MODELS = {
+    "DCGAN": lambda: DCGAN(
+        image_size=16,
+        channels=1,
+        latent_dim=4,
+        generator_filters=4,
+        discriminator_filters=4,
+        seed=5,
+    ),
+    "VAE": lambda: VAE(
+        image_shape=(8, 8, 1), latent_dim=3, filters=(4,), beta=2.0, seed=5
+    ),
+}
+
+
+def compile_with_sgd(model):
+    # Plain SGD: a loss scaled by the replica count would show in the update (Adam hides it).
+    if isinstance(model, DCGAN):
+        model.compile(
+            generator_optimizer=keras.optimizers.SGD(0.1),
+            discriminator_optimizer=keras.optimizers.SGD(0.1),
+        )
+    else:
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+
+
+def train(name, strategy, initial, images):
+    with strategy.scope():
+        model = MODELS[name]()
+        model.set_weights(initial)
+        compile_with_sgd(model)
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(8)
+    history = model.fit(dataset, epochs=1, verbose=0, shuffle=False)
+    return model.get_weights(), {k: float(v[-1]) for k, v in history.history.items()}
+
+
+def main():
+    results = {}
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    for name, make in MODELS.items():
+        keras.utils.set_random_seed(0)
+        initial = make().get_weights()
+        shape = (24, 16, 16, 1) if name == "DCGAN" else (24, 8, 8, 1)
+        images = (np.random.default_rng(0).random(shape) < 0.5).astype("float32")
+        one_weights, one_logs = train(
+            name, tf.distribute.OneDeviceStrategy(devices[0]), initial, images
+        )
+        # ReductionToOneDevice: with CPU collectives, the replicas' reductions can be
+        # keyed in different orders and abort (TF 2.21); GPUs use NCCL instead.
+        mirrored = tf.distribute.MirroredStrategy(
+            devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+        )
+        two_weights, two_logs = train(name, mirrored, initial, images)
+        results[name] = {
+            "max_weight_difference": max(
+                float(np.max(np.abs(a - b))) for a, b in zip(one_weights, two_weights)
+            ),
+            "max_weight_change": max(
+                float(np.max(np.abs(a - b))) for a, b in zip(one_weights, initial)
+            ),
+            "logs_one": one_logs,
+            "logs_two": two_logs,
+        }
+    json.dump(results, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
