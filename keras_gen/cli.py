@@ -20,6 +20,18 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("-n", "--num-samples", type=int, default=64)
     sample.add_argument("--seed", type=int, default=None, help="same seed, same images")
     sample.add_argument("-o", "--output", default="samples.png")
+    evaluate = commands.add_parser(
+        "evaluate", help="measure a preset on its dataset's test split"
+    )
+    evaluate.add_argument("preset", help="preset name or preset folder")
+    evaluate.add_argument("--num-samples", type=int, default=1000)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--data", help="dataset file or folder")
+    evaluate.add_argument(
+        "--update-card",
+        action="store_true",
+        help="write the numbers into the preset's card and model card",
+    )
     train = commands.add_parser(
         "train", help="train a preset's recipe into a preset folder"
     )
@@ -60,6 +72,24 @@ def main(argv: list[str] | None = None) -> int:
                 args.output, model.generate(args.num_samples, seed=args.seed)
             )
             print(f"wrote {args.num_samples} samples of {args.preset} to {args.output}")
+        elif args.command == "evaluate":
+            from keras_gen import evaluation
+
+            card = zoo.card(args.preset)
+            metrics = evaluation.evaluate(
+                zoo.load(args.preset),
+                card["data"],
+                shlex.join(["keras-gen", *argv]),
+                num_samples=args.num_samples,
+                seed=args.seed,
+                data_source=args.data,
+            )
+            for metric in metrics:
+                print(f"{metric['name']:45} {metric['value']:.6g}")
+            if args.update_card:
+                names = {m["name"] for m in metrics}
+                kept = [m for m in card.get("metrics", []) if m["name"] not in names]
+                zoo.update_card(args.preset, {**card, "metrics": kept + metrics})
         elif args.command == "train":
             from keras_gen import training
 

@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 import keras_gen
-from keras_gen import _files, data, zoo
+from keras_gen import _files, data, evaluation, zoo
 
 SAMPLE_SEED = 0
 
@@ -115,7 +115,9 @@ def train(
         {"name": f"train {name} (last epoch)", "value": value, "command": command}
         for name, value in final.items()
     ]
-    metrics += _test_metrics(model, spec, data_source, command)
+    metrics += evaluation.evaluate(
+        model, spec, command, seed=seed, data_source=data_source
+    )
 
     trained_card = {
         **recipe,
@@ -138,27 +140,6 @@ def train(
     zoo.write(output, model, trained_card, model.generate(64, seed=SAMPLE_SEED))
     shutil.rmtree(state_dir)
     return output
-
-
-def _test_metrics(model, spec, data_source, command):
-    """The model's own test_step metrics on the held-out split, if the source has one."""
-    try:
-        test_data = data.load(
-            spec["dataset"],
-            "test",
-            batch_size=256,
-            shuffle=False,
-            binarize=spec.get("binarize", False),
-            source=data_source,
-        )
-    except data.DataSourceError as error:
-        print(f"no test split, so no test metrics: {error}", file=sys.stderr)
-        return []
-    scores = model.evaluate(test_data, return_dict=True, verbose=0)
-    return [
-        {"name": f"test {name}", "value": float(value), "command": command}
-        for name, value in scores.items()
-    ]
 
 
 def hardware() -> str:

@@ -73,12 +73,17 @@ def build(card: dict) -> keras.Model:
 
 
 def load(name_or_path: str | os.PathLike, weights: bool = True) -> keras.Model:
-    """The preset's model, with its verified trained weights unless weights=False."""
+    """The preset's model, with its verified trained weights unless weights=False.
+
+    It comes compiled with the optimizers of the preset's recipe, ready to
+    `evaluate` or to fine-tune with `fit`.
+    """
     folder = path(name_or_path)
     preset_card = card(folder)
     model = build(preset_card)
     if weights:
         model.load_weights(weights_file(folder, preset_card))
+    model.compile_from_config(preset_card["training"]["compile"])
     return model
 
 
@@ -132,6 +137,13 @@ def write(
         (staging / CARD).write_text(json.dumps(preset_card, indent=2) + "\n")
         (staging / "README.md").write_text(model_card(preset_card))
     return folder
+
+
+def update_card(folder: str | os.PathLike, preset_card: dict) -> None:
+    """Rewrite a preset's card and the model card made from it; weights stay as they are."""
+    folder = path(folder)
+    _files.write_text(folder / CARD, json.dumps(preset_card, indent=2) + "\n")
+    _files.write_text(folder / "README.md", model_card(preset_card))
 
 
 def model_card(preset_card: dict) -> str:

@@ -168,3 +168,23 @@ def test_dynamic_binarization_differs_between_passes():
     assert set(np.unique(first)) == {0.0, 1.0}
     assert not np.array_equal(first, second)
     assert 0.4 < first.mean() < 0.6
+
+
+def test_tfds_fallback_crops_celeb_a_the_dcgan_way(monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    calls = []
+
+    def fake_load(name, split):
+        calls.append((name, split))
+        images = np.broadcast_to(
+            np.arange(218, dtype=np.uint8)[:, None, None], (218, 178, 3)
+        )
+        return tf.data.Dataset.from_tensor_slices({"image": np.stack([images] * 3)})
+
+    monkeypatch.setattr(tfds, "load", fake_load)
+    monkeypatch.delenv("KERAS_GEN_DATA", raising=False)
+    faces = data.load_images("faces", "test")
+    assert calls == [("celeb_a", "test")]
+    assert faces.shape == (3, 64, 64, 3) and faces.dtype == np.uint8
+    # Rows 20..197 survive the centre crop: the top row now reads about 20, the bottom about 197.
+    assert 18 <= faces[0, 0, 0, 0] <= 24 and 193 <= faces[0, -1, 0, 0] <= 199

@@ -113,6 +113,42 @@ def test_atomic_directory_keeps_the_old_folder_when_writing_fails(tmp_path):
     assert os.listdir(tmp_path) == ["preset"]
 
 
+def test_evaluate_updates_the_card_with_its_own_command(recipe, tmp_path, capsys):
+    folder, source = recipe
+    output = tmp_path / "trained"
+    cli.main(
+        [
+            "train",
+            str(folder),
+            "--steps-per-epoch",
+            "1",
+            "--data",
+            str(source),
+            "--output",
+            str(output),
+        ]
+    )
+    argv = [
+        "evaluate",
+        str(output),
+        "--num-samples",
+        "4",
+        "--data",
+        str(source),
+        "--update-card",
+    ]
+    assert cli.main(argv) == 0
+    assert "pixel diversity, generated / test (4 each)" in capsys.readouterr().out
+    metrics = {m["name"]: m for m in zoo.card(output)["metrics"]}
+    assert metrics["pixel diversity, generated / test (4 each)"][
+        "command"
+    ] == "keras-gen " + " ".join(argv)
+    assert metrics["test d_real"]["command"] == "keras-gen " + " ".join(argv)
+    assert metrics["train d_real (last epoch)"]["command"].startswith("keras-gen train")
+    assert "(4 each)" in (output / "README.md").read_text()
+    zoo.load(output)  # weights untouched, still verified
+
+
 def test_cli_list_info_and_unknown_preset(capsys):
     assert cli.main(["list"]) == 0
     assert "dcgan_faces" in capsys.readouterr().out

@@ -162,7 +162,7 @@ class DCGAN(keras.Model):
         **kwargs,
     ):
         """Set one optimizer per network (default: Adam(2e-4, beta_1=0.5) each)."""
-        super().compile(**kwargs)
+        super().compile(optimizer=None, **kwargs)  # Keras would add an unused RMSprop
         self.generator_optimizer = keras.optimizers.get(
             generator_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
         )
