@@ -5,6 +5,8 @@ import json
 import shlex
 import sys
 
+from keras_gen import evaluation, images, training, zoo
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -53,9 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    # TensorFlow loads slowly: import it only once the arguments are known to be good.
-    from keras_gen import zoo
-
     try:
         if args.command == "list":
             for name in zoo.list():
@@ -63,8 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "info":
             print(json.dumps(zoo.card(args.preset), indent=2))
         elif args.command == "sample":
-            from keras_gen import images
-
             if args.num_samples < 1:
                 parser.error("--num-samples must be at least 1")
             model = zoo.load(args.preset)
@@ -73,8 +70,6 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"wrote {args.num_samples} samples of {args.preset} to {args.output}")
         elif args.command == "evaluate":
-            from keras_gen import evaluation
-
             card = zoo.card(args.preset)
             metrics = evaluation.evaluate(
                 zoo.load(args.preset),
@@ -91,8 +86,6 @@ def main(argv: list[str] | None = None) -> int:
                 kept = [m for m in card.get("metrics", []) if m["name"] not in names]
                 zoo.update_card(args.preset, {**card, "metrics": kept + metrics})
         elif args.command == "train":
-            from keras_gen import training
-
             output = training.train(
                 args.preset,
                 args.output,

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_gen.models import DCGAN, _common
+from keras_gen import losses
+from keras_gen.models import DCGAN, base
 
 
 def tiny_gan(**kwargs):
@@ -35,14 +36,14 @@ def test_losses_match_hand_computation():
     expected_discriminator = -log_sigmoid(real[:, 0]) - log_sigmoid(-fake[:, 0])
     expected_generator = -log_sigmoid(fake[:, 0])
     np.testing.assert_allclose(
-        DCGAN.discriminator_losses(real, fake), expected_discriminator, rtol=1e-6
+        losses.gan_discriminator_losses(real, fake), expected_discriminator, rtol=1e-6
     )
     np.testing.assert_allclose(
-        DCGAN.generator_losses(fake), expected_generator, rtol=1e-6
+        losses.gan_generator_losses(fake), expected_generator, rtol=1e-6
     )
     # Spot value: -log(sigmoid(0)) - log(1 - sigmoid(0)) = 2 log 2.
     assert float(
-        DCGAN.discriminator_losses(np.zeros((1, 1)), np.zeros((1, 1)))[0]
+        losses.gan_discriminator_losses(np.zeros((1, 1)), np.zeros((1, 1)))[0]
     ) == pytest.approx(2 * np.log(2))
 
 
@@ -50,9 +51,7 @@ def test_train_step_reports_the_losses_of_the_weights_it_started_from():
     model = tiny_gan()
     model.compile()
     batch = images()
-    latents = _common.replica_normal(
-        len(batch), [4], _common.step_seed(model.seed, 0, 0)
-    )
+    latents = base.replica_normal(len(batch), [4], base.step_seed(model.seed, 0, 0))
     # Copies, so the check runs on the very weights train_step starts from.
     generator = keras.models.clone_model(model.generator)
     generator.set_weights(model.generator.get_weights())

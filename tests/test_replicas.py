@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_gen.models import _common
+from keras_gen.models import base
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_two_replicas_train_exactly_like_one_device(replica_results, name):
 
 def test_replica_noise_is_the_global_draw_shared_out():
     strategy = tf.distribute.get_strategy()  # one device: the whole global batch
-    seed = _common.step_seed(3, 7, 0)
-    whole = _common.replica_normal(8, [2], seed)
+    seed = base.step_seed(3, 7, 0)
+    whole = base.replica_normal(8, [2], seed)
     np.testing.assert_array_equal(whole, tf.random.stateless_normal([8, 2], seed=seed))
     assert strategy.num_replicas_in_sync == 1

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_gen.models import VAE, _common
+from keras_gen.models import VAE, base
 
 
 def tiny_vae(**kwargs):
@@ -22,7 +22,7 @@ def numpy_negative_elbo(model, images, seed):
     mean, raw_scale = np.split(raw, 2, axis=-1)
     std = np.logaddexp(0.0, raw_scale) + 1e-5
     kl = 0.5 * np.sum(std**2 + mean**2 - 1.0 - 2.0 * np.log(std), axis=-1)
-    noise = _common.replica_normal(len(images), [model.latent_dim], seed).numpy()
+    noise = base.replica_normal(len(images), [model.latent_dim], seed).numpy()
     logits = (
         model.decoder((mean + std * noise).astype("float32")).numpy().astype("float64")
     )

@@ -30,14 +30,18 @@ def dcgan_hand_step(model):
         with tf.GradientTape() as d_tape:
             real_logits = discriminator(real, training=True)
             fake_logits = discriminator(fake, training=True)
-            d_loss = tf.reduce_mean(tf.nn.softplus(-real_logits) + tf.nn.softplus(fake_logits))
+            d_loss = tf.reduce_mean(
+                tf.nn.softplus(-real_logits) + tf.nn.softplus(fake_logits)
+            )
         d_vars = discriminator.trainable_variables
         d_opt.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars))
         with tf.GradientTape() as f_tape:
             f_tape.watch(fake)
             g_loss = tf.reduce_mean(tf.nn.softplus(-discriminator(fake, training=True)))
         g_vars = generator.trainable_variables
-        grads = g_tape.gradient(fake, g_vars, output_gradients=f_tape.gradient(g_loss, fake))
+        grads = g_tape.gradient(
+            fake, g_vars, output_gradients=f_tape.gradient(g_loss, fake)
+        )
         g_opt.apply_gradients(zip(grads, g_vars))
 
     return step
@@ -54,9 +58,12 @@ def vae_hand_step(model):
             latents = mean + std * tf.random.normal(tf.shape(mean))
             logits = model.decoder(latents, training=True)
             nll = tf.reduce_sum(
-                tf.nn.sigmoid_cross_entropy_with_logits(labels=images, logits=logits), [1, 2, 3]
+                tf.nn.sigmoid_cross_entropy_with_logits(labels=images, logits=logits),
+                [1, 2, 3],
             )
-            kl = 0.5 * tf.reduce_sum(std**2 + mean**2 - 1.0 - 2.0 * tf.math.log(std), -1)
+            kl = 0.5 * tf.reduce_sum(
+                std**2 + mean**2 - 1.0 - 2.0 * tf.math.log(std), -1
+            )
             loss = tf.reduce_mean(nll + kl)
         weights = model.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
@@ -92,13 +99,17 @@ def main() -> None:
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (args.batch_size * 4, *shape), dtype=np.uint8)
     binarize = "dynamic" if args.model == "vae" else None
-    dataset = data.pipeline(pixels, batch_size=args.batch_size, binarize=binarize).repeat()
+    dataset = data.pipeline(
+        pixels, batch_size=args.batch_size, binarize=binarize
+    ).repeat()
     timed = args.steps - args.warmup
 
     model = make()
     model.compile(**compile_args)
     timer = _Timer(args.warmup)
-    model.fit(dataset, steps_per_epoch=args.steps, epochs=1, verbose=0, callbacks=[timer])
+    model.fit(
+        dataset, steps_per_epoch=args.steps, epochs=1, verbose=0, callbacks=[timer]
+    )
     fit_rate = timed * args.batch_size / (timer.end - timer.start)
 
     model = make()

@@ -3,7 +3,8 @@
 import keras
 import tensorflow as tf
 
-from keras_gen.models import _common
+from keras_gen import losses
+from keras_gen.models import base
 
 
 def _init():
@@ -100,12 +101,27 @@ def build_discriminator(image_size, channels, filters):
 
 @keras.saving.register_keras_serializable(package="keras_gen")
 class DCGAN(keras.Model):
-    """Deep convolutional GAN with the non-saturating loss.
+    """Deep convolutional GAN (Radford, Metz and Chintala, 2016), non-saturating loss.
 
-    Takes images in [0, 1] (batches of images, or `(images, anything)` tuples) and
-    trains generator and discriminator once per batch, each with its own
-    optimizer. `seed` fixes the stream of training noise: step t of a run with
-    the same seed always draws the same latents, on any number of replicas.
+    Trains on images in [0, 1] (batches of images, or `(images, anything)`
+    tuples), one discriminator and one generator update per batch, each network
+    with its own optimizer.
+
+    Args:
+        image_size: side of the square images; 28, 32 and 64 all work.
+        channels: 1 for grayscale, 3 for RGB.
+        latent_dim: size of the generator's input noise.
+        generator_filters: width of the generator's last hidden layer; the
+            layers before it double it.
+        discriminator_filters: width of the discriminator's first layer.
+        seed: fixes the training noise: step t draws the same latents whatever
+            the number of replicas.
+
+    Example:
+        model = keras_gen.DCGAN(image_size=28, channels=1)
+        model.compile()  # Adam(2e-4, beta_1=0.5) for each network
+        model.fit(keras_gen.data.load("mnist"), epochs=5)
+        images = model.generate(16, seed=0)
     """
 
     def __init__(
@@ -203,68 +219,61 @@ class DCGAN(keras.Model):
     def call(self, latents, training=False):
         return self.generator(latents, training=training)
 
-    @staticmethod
-    def discriminator_losses(real_logits, fake_logits):
-        """Per-example -log D(x) - log(1 - D(G(z)))."""
-        return tf.nn.softplus(-real_logits[:, 0]) + tf.nn.softplus(fake_logits[:, 0])
-
-    @staticmethod
-    def generator_losses(fake_logits):
-        """Per-example non-saturating loss -log D(G(z))."""
-        return tf.nn.softplus(-fake_logits[:, 0])
-
     def train_step(self, data):
-        real = _common.images(data) * 2.0 - 1.0
-        batch = tf.shape(real)[0]
-        seed = _common.step_seed(self.seed, self.discriminator_optimizer.iterations, 0)
-        latents = _common.replica_normal(batch, [self.latent_dim], seed)
+        real = base.images(data) * 2.0 - 1.0  # the generator's tanh range
+        seed = base.step_seed(self.seed, self.discriminator_optimizer.iterations, 0)
+        latents = base.replica_normal(tf.shape(real)[0], [self.latent_dim], seed)
         generator_weights = self.generator.trainable_variables
         discriminator_weights = self.discriminator.trainable_variables
-        # One generator pass serves both updates, as in the reference DCGAN. The
-        # tapes are not nested: a tape open across the discriminator's update would
-        # also record its cross-replica reductions and break their order.
+
+        # 1. Generate once; this pass serves both updates, as in the reference DCGAN.
         with tf.GradientTape() as generator_tape:
             fake = self.generator(latents, training=True)
+
+        # 2. Update the discriminator on real and generated images.
         with tf.GradientTape() as discriminator_tape:
             real_logits = self.discriminator(real, training=True)
             fake_logits = self.discriminator(fake, training=True)
-            discriminator_losses = self.discriminator_losses(real_logits, fake_logits)
-            discriminator_loss = _common.average_over_global_batch(discriminator_losses)
-        self.discriminator_optimizer.apply_gradients(
-            zip(
-                discriminator_tape.gradient(discriminator_loss, discriminator_weights),
-                discriminator_weights,
+            discriminator_losses = losses.gan_discriminator_losses(
+                real_logits, fake_logits
             )
+            discriminator_loss = losses.average_over_global_batch(discriminator_losses)
+        gradients = discriminator_tape.gradient(
+            discriminator_loss, discriminator_weights
         )
+        self.discriminator_optimizer.apply_gradients(
+            zip(gradients, discriminator_weights)
+        )
+
+        # 3. Update the generator against the updated discriminator. The chain rule
+        # is taken in two steps (loss -> images -> generator weights) so no tape stays
+        # open across the discriminator's update and its cross-replica reductions.
         with tf.GradientTape() as image_tape:
             image_tape.watch(fake)
-            generator_losses = self.generator_losses(
+            generator_losses = losses.gan_generator_losses(
                 self.discriminator(fake, training=True)
             )
-            generator_loss = _common.average_over_global_batch(generator_losses)
-        # Chain rule by hand: dL/dfake from the updated discriminator, then through G.
-        generator_gradients = generator_tape.gradient(
+            generator_loss = losses.average_over_global_batch(generator_losses)
+        gradients = generator_tape.gradient(
             fake,
             generator_weights,
             output_gradients=image_tape.gradient(generator_loss, fake),
         )
-        self.generator_optimizer.apply_gradients(
-            zip(generator_gradients, generator_weights)
-        )
+        self.generator_optimizer.apply_gradients(zip(gradients, generator_weights))
         return self._track(
             discriminator_losses, generator_losses, real_logits, fake_logits
         )
 
     def test_step(self, data):
-        real = _common.images(data) * 2.0 - 1.0
+        real = base.images(data) * 2.0 - 1.0
         batch = tf.shape(real)[0]
-        seed = _common.step_seed(self.seed, -1, 0)
-        fake = self.generator(_common.replica_normal(batch, [self.latent_dim], seed))
+        seed = base.step_seed(self.seed, -1, 0)
+        fake = self.generator(base.replica_normal(batch, [self.latent_dim], seed))
         real_logits = self.discriminator(real)
         fake_logits = self.discriminator(fake)
         return self._track(
-            self.discriminator_losses(real_logits, fake_logits),
-            self.generator_losses(fake_logits),
+            losses.gan_discriminator_losses(real_logits, fake_logits),
+            losses.gan_generator_losses(fake_logits),
             real_logits,
             fake_logits,
         )
@@ -278,8 +287,8 @@ class DCGAN(keras.Model):
 
     def generate(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
         """`num_samples` float32 images in [0, 1]; the same seed gives the same images."""
-        latents = _common.standard_normal(num_samples, self.latent_dim, seed)
-        return _common.in_batches(self.decode, latents)
+        latents = base.standard_normal(num_samples, self.latent_dim, seed)
+        return base.in_batches(self.decode, latents)
 
     def decode(self, latents) -> tf.Tensor:
         """Generated images in [0, 1] for latents of shape (batch, latent_dim)."""

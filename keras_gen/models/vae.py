@@ -4,7 +4,8 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from keras_gen.models import _common
+from keras_gen import losses
+from keras_gen.models import base
 
 tfd = tfp.distributions
 
@@ -47,14 +48,28 @@ def build_decoder(image_shape, filters, latent_dim):
 
 @keras.saving.register_keras_serializable(package="keras_gen")
 class VAE(keras.Model):
-    """VAE whose posterior, prior and likelihood are TFP distributions.
+    """Variational autoencoder whose posterior, prior and likelihood are TFP distributions.
 
-    The loss is the negative ELBO in nats per image, E_q[-log p(x|z)] + beta *
-    KL(q(z|x) || p(z)), with the KL from `tfd.kl_divergence`. `beta` > 1 gives a
-    beta-VAE (Higgins et al. 2017). `likelihood="bernoulli"` wants binarized
-    images; `"gaussian"` models images in [0, 1] with a learned pixel scale.
-    `seed` fixes the training noise: step t draws the same noise on any number of
-    replicas, and evaluation always uses the same noise.
+    The loss is the negative ELBO in nats per image,
+    E_q[-log p(x|z)] + beta * KL(q(z|x) || p(z)), with the KL from
+    `tfd.kl_divergence`. Trains on images in [0, 1].
+
+    Args:
+        image_shape: (height, width, channels); height and width divisible by
+            2 ** len(filters).
+        latent_dim: size of z.
+        filters: widths of the encoder's stride-2 convolutions (the decoder mirrors them).
+        likelihood: "bernoulli" for binarized images, "gaussian" for continuous
+            ones (the pixel scale is learned).
+        beta: weight of the KL term; beta > 1 is a beta-VAE (Higgins et al. 2017).
+        seed: fixes the training noise: step t draws the same noise on any number
+            of replicas; evaluation always uses the same noise.
+
+    Example:
+        model = keras_gen.VAE(latent_dim=16)
+        model.compile(optimizer="adam")
+        model.fit(keras_gen.data.load("mnist", binarize=True), epochs=10)
+        nats = model.score(images)  # per-example negative ELBO
     """
 
     def __init__(
@@ -160,8 +175,8 @@ class VAE(keras.Model):
 
     def generate(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
         """`num_samples` float32 images in [0, 1] decoded from prior samples."""
-        latents = _common.standard_normal(num_samples, self.latent_dim, seed)
-        return _common.in_batches(self.decode, latents)
+        latents = base.standard_normal(num_samples, self.latent_dim, seed)
+        return base.in_batches(self.decode, latents)
 
     def score(self, images, seed: int | None = None) -> tf.Tensor:
         """Per-example negative ELBO in nats (one posterior sample, analytic KL).
@@ -170,18 +185,16 @@ class VAE(keras.Model):
         exactly what `evaluate` reports for that batch.
         """
         images = self._check_images(images)
-        seed = (
-            self._evaluation_seed() if seed is None else _common.step_seed(seed, -1, 0)
-        )
+        seed = self._evaluation_seed() if seed is None else base.step_seed(seed, -1, 0)
         reconstruction, kl = self._negative_elbo_terms(images, seed, training=False)
         return reconstruction + self.beta * kl
 
     def _evaluation_seed(self):
-        return _common.step_seed(self.seed, -1, 0)
+        return base.step_seed(self.seed, -1, 0)
 
     def _negative_elbo_terms(self, images, seed, training):
         posterior = self.encode(images, training=training)
-        noise = _common.replica_normal(tf.shape(images)[0], [self.latent_dim], seed)
+        noise = base.replica_normal(tf.shape(images)[0], [self.latent_dim], seed)
         # Reparameterised sample, drawn from noise shared out across replicas.
         latents = posterior.mean() + posterior.stddev() * noise
         reconstruction = -self.likelihood_distribution(
@@ -191,17 +204,18 @@ class VAE(keras.Model):
         return reconstruction, kl
 
     def train_step(self, data):
-        images = _common.images(data)
+        images = base.images(data)
+        # Negative ELBO with one reparameterised posterior sample; one update.
         with tf.GradientTape() as tape:
-            seed = _common.step_seed(self.seed, self.optimizer.iterations, 0)
+            seed = base.step_seed(self.seed, self.optimizer.iterations, 0)
             reconstruction, kl = self._negative_elbo_terms(images, seed, training=True)
-            loss = _common.average_over_global_batch(reconstruction + self.beta * kl)
+            loss = losses.average_over_global_batch(reconstruction + self.beta * kl)
         weights = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
         return self._track(reconstruction, kl)
 
     def test_step(self, data):
-        images = _common.images(data)
+        images = base.images(data)
         reconstruction, kl = self._negative_elbo_terms(
             images, self._evaluation_seed(), training=False
         )

@@ -25,11 +25,6 @@ def step_seed(seed, step, stream):
     return tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64) * 16 + stream])
 
 
-def average_over_global_batch(per_example):
-    """Mean over the global batch, so summed replica gradients equal one device's."""
-    return tf.nn.compute_average_loss(per_example)
-
-
 def standard_normal(num_samples, dim, seed):
     """Latents for `generate`: reproducible for an int seed, fresh for None."""
     if int(num_samples) < 1:
