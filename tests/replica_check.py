@@ -15,21 +15,13 @@ tf.config.set_logical_device_configuration(
 
 import keras
 import numpy as np
+import tiny
 
-from keras_gen.models import DCGAN, VAE
+from keras_gen.models import DCGAN
 
 MODELS = {
-    "DCGAN": lambda: DCGAN(
-        image_size=16,
-        channels=1,
-        latent_dim=4,
-        generator_filters=4,
-        discriminator_filters=4,
-        seed=5,
-    ),
-    "VAE": lambda: VAE(
-        image_shape=(8, 8, 1), latent_dim=3, filters=(4,), beta=2.0, seed=5
-    ),
+    "DCGAN": lambda: tiny.dcgan(seed=5),
+    "VAE": lambda: tiny.vae(beta=2.0, seed=5),
 }
 
 
@@ -59,8 +51,9 @@ def main():
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     for name, make in MODELS.items():
         keras.utils.set_random_seed(0)
-        initial = make().get_weights()
-        shape = (24, 16, 16, 1) if name == "DCGAN" else (24, 8, 8, 1)
+        model = make()
+        initial = model.get_weights()
+        shape = tiny.images_for(model, 24)
         images = (np.random.default_rng(0).random(shape) < 0.5).astype("float32")
         one_weights, one_logs = train(
             name, tf.distribute.OneDeviceStrategy(devices[0]), initial, images

@@ -2,20 +2,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tiny
 
 from keras_gen import losses
 from keras_gen.models import DCGAN, base
-
-
-def tiny_gan(**kwargs):
-    return DCGAN(
-        image_size=16,
-        channels=1,
-        latent_dim=4,
-        generator_filters=4,
-        discriminator_filters=4,
-        **kwargs,
-    )
 
 
 def images(count=8, seed=0, size=16, channels=1):
@@ -48,7 +38,7 @@ def test_losses_match_hand_computation():
 
 
 def test_train_step_reports_the_losses_of_the_weights_it_started_from():
-    model = tiny_gan()
+    model = tiny.dcgan()
     model.compile()
     batch = images()
     latents = base.replica_normal(len(batch), [4], base.step_seed(model.seed, 0, 0))
@@ -81,7 +71,7 @@ def changed(before, network):
 
 @pytest.mark.parametrize("frozen", ["generator", "discriminator"])
 def test_each_network_changes_only_through_its_own_optimizer(frozen):
-    model = tiny_gan()
+    model = tiny.dcgan()
     zero, normal = keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.1)
     if frozen == "generator":
         model.compile(generator_optimizer=zero, discriminator_optimizer=normal)
@@ -126,7 +116,7 @@ def test_generate_contract(size, channels):
 
 
 def test_generate_rejects_bad_requests():
-    model = tiny_gan()
+    model = tiny.dcgan()
     with pytest.raises(ValueError, match="num_samples must be at least 1"):
         model.generate(0)
     with pytest.raises(ValueError, match=r"expected latents of shape \(batch, 4\)"):

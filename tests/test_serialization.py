@@ -1,19 +1,13 @@
 import keras
 import numpy as np
 import pytest
+import tiny
 
-from keras_gen.models import DCGAN, VAE
+from keras_gen.models import DCGAN
 
 
 def tiny_dcgan():
-    model = DCGAN(
-        image_size=16,
-        channels=1,
-        latent_dim=4,
-        generator_filters=4,
-        discriminator_filters=4,
-        seed=7,
-    )
+    model = tiny.dcgan(seed=7)
     model.compile(
         generator_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5),
         discriminator_optimizer=keras.optimizers.SGD(1e-2),
@@ -22,13 +16,13 @@ def tiny_dcgan():
 
 
 def tiny_vae():
-    model = VAE(image_shape=(8, 8, 1), latent_dim=3, filters=(4,), beta=2.0, seed=7)
+    model = tiny.vae(beta=2.0, seed=7)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     return model
 
 
 def data_for(model):
-    shape = (32, 16, 16, 1) if isinstance(model, DCGAN) else (32, 8, 8, 1)
+    shape = tiny.images_for(model, 32)
     return (np.random.default_rng(0).random(shape) < 0.5).astype("float32")
 
 

@@ -2,12 +2,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tiny
 
-from keras_gen.models import VAE, base
-
-
-def tiny_vae(**kwargs):
-    return VAE(image_shape=(8, 8, 1), latent_dim=3, filters=(4,), **kwargs)
+from keras_gen.models import base
 
 
 def binary_images(count=6, seed=0):
@@ -34,7 +31,7 @@ def numpy_negative_elbo(model, images, seed):
 
 
 def test_kl_and_elbo_match_an_independent_numpy_computation():
-    model = tiny_vae(beta=1.5)
+    model = tiny.vae(beta=1.5)
     images = binary_images()
     seed = model._evaluation_seed()
     reconstruction, kl = model._negative_elbo_terms(images, seed, training=False)
@@ -52,7 +49,7 @@ def test_kl_and_elbo_match_an_independent_numpy_computation():
 
 
 def test_score_agrees_with_evaluate():
-    model = tiny_vae()
+    model = tiny.vae()
     model.compile(optimizer="adam")
     images = binary_images(8)
     results = model.evaluate(images, batch_size=8, return_dict=True, verbose=0)
@@ -65,7 +62,7 @@ def test_score_agrees_with_evaluate():
 
 
 def test_score_with_another_seed_uses_other_noise():
-    model = tiny_vae()
+    model = tiny.vae()
     images = binary_images()
     assert not np.allclose(model.score(images, seed=1), model.score(images, seed=2))
     np.testing.assert_array_equal(
@@ -74,7 +71,7 @@ def test_score_with_another_seed_uses_other_noise():
 
 
 def test_encode_decode_reconstruct_shapes():
-    model = tiny_vae()
+    model = tiny.vae()
     images = binary_images(5)
     posterior = model.encode(images)
     assert posterior.batch_shape == (5,) and posterior.event_shape == (3,)
@@ -83,7 +80,7 @@ def test_encode_decode_reconstruct_shapes():
 
 
 def test_wrong_shapes_say_what_was_expected():
-    model = tiny_vae()
+    model = tiny.vae()
     with pytest.raises(
         ValueError, match=r"expected images of shape \(batch, 8, 8, 1\)"
     ):
@@ -93,7 +90,7 @@ def test_wrong_shapes_say_what_was_expected():
 
 
 def test_training_lowers_the_loss():
-    model = tiny_vae()
+    model = tiny.vae()
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     images = np.repeat(binary_images(4), 16, axis=0)
     before = model.evaluate(images, verbose=0, return_dict=True)["loss"]
@@ -102,7 +99,7 @@ def test_training_lowers_the_loss():
 
 
 def test_gaussian_likelihood_learns_its_scale():
-    model = tiny_vae(likelihood="gaussian")
+    model = tiny.vae(likelihood="gaussian")
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     images = np.random.default_rng(0).random((32, 8, 8, 1)).astype("float32")
     model.fit(images, batch_size=16, epochs=2, verbose=0)
@@ -112,4 +109,4 @@ def test_gaussian_likelihood_learns_its_scale():
 
 def test_unknown_likelihood_is_refused():
     with pytest.raises(ValueError, match="likelihood must be one of"):
-        tiny_vae(likelihood="poisson")
+        tiny.vae(likelihood="poisson")
