@@ -1,7 +1,7 @@
 """Time model.fit against a hand-written tf.function loop over the same networks.
 
-Prints images/s for both and their ratio; fit should be within a few percent of the
-hand loop. Run alone (other jobs on the machine skew both numbers):
+Prints images/s for both and their ratio (fit should be within a few percent of the
+hand loop), and what the input pipeline delivers alone. Run alone (other jobs on the machine skew both numbers):
 
     python tools/benchmark_train_step.py [--model dcgan|vae] [--batch-size N] [--steps N]
 """
@@ -123,7 +123,13 @@ def main() -> None:
         step(next(batches))
     hand_rate = timed * args.batch_size / (time.perf_counter() - start)
 
+    start, count = time.perf_counter(), 0
+    for batch in dataset.take(50):
+        count += int(batch.shape[0])
+    pipeline_rate = count / (time.perf_counter() - start)
+
     print(f"{args.model}, batch {args.batch_size}, {timed} timed steps")
+    print(f"input pipeline {pipeline_rate:8.1f} images/s (alone; must far exceed the rates below)")
     print(f"model.fit      {fit_rate:8.1f} images/s")
     print(f"hand loop      {hand_rate:8.1f} images/s")
     print(f"fit/hand ratio {fit_rate / hand_rate:8.3f}")
