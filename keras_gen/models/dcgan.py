@@ -37,7 +37,10 @@ def _batch_norm():
     )
 
 
-def build_generator(latent_dim, image_size, channels, filters):
+def build_generator(
+    latent_dim: int, image_size: int, channels: int, filters: int
+) -> keras.Sequential:
+    """Latents -> tanh images: dense to 4x4 (or 7x7), then stride-2 transposed convs."""
     size, upsamplings = _base_size(image_size)
     width = filters * 2 ** (upsamplings - 1)
     layers = [
@@ -75,7 +78,10 @@ def build_generator(latent_dim, image_size, channels, filters):
     return keras.Sequential(layers, name="generator")
 
 
-def build_discriminator(image_size, channels, filters):
+def build_discriminator(
+    image_size: int, channels: int, filters: int
+) -> keras.Sequential:
+    """Images in [-1, 1] -> one logit: stride-2 convs doubling in width, LeakyReLU."""
     size, downsamplings = _base_size(image_size)
     layers = [keras.Input((image_size, image_size, channels))]
     for i in range(downsamplings):

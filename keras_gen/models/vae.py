@@ -12,7 +12,8 @@ tfd = tfp.distributions
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
-def build_encoder(image_shape, filters, latent_dim):
+def build_encoder(image_shape, filters, latent_dim: int) -> keras.Sequential:
+    """Images -> 2 * latent_dim numbers: the posterior's mean and raw scale."""
     layers = [keras.Input(image_shape)]
     for width in filters:
         layers.append(
@@ -22,7 +23,8 @@ def build_encoder(image_shape, filters, latent_dim):
     return keras.Sequential(layers, name="encoder")
 
 
-def build_decoder(image_shape, filters, latent_dim):
+def build_decoder(image_shape, filters, latent_dim: int) -> keras.Sequential:
+    """Latents -> per-pixel parameters (Bernoulli logits or Gaussian means)."""
     height, width, channels = image_shape
     scale = 2 ** len(filters)
     if height % scale or width % scale:
