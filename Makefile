@@ -8,7 +8,6 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 $(VENV)/installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
