@@ -110,3 +110,12 @@ def test_gaussian_likelihood_learns_its_scale():
 def test_unknown_likelihood_is_refused():
     with pytest.raises(ValueError, match="likelihood must be one of"):
         tiny.vae(likelihood="poisson")
+
+
+def test_generate_contract():
+    model = tiny.vae()
+    samples = model.generate(5, seed=3)
+    assert samples.shape == (5, 8, 8, 1) and samples.dtype == tf.float32
+    assert float(tf.reduce_min(samples)) >= 0.0 and float(tf.reduce_max(samples)) <= 1.0
+    np.testing.assert_array_equal(samples, model.generate(5, seed=3))
+    assert not np.array_equal(samples, model.generate(5, seed=4))
