@@ -49,6 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     train.add_argument("--seed", type=int)
     train.add_argument(
+        "--strategy",
+        choices=training.STRATEGIES,
+        default="auto",
+        help="auto: all GPUs when there are several; multi_worker reads TF_CONFIG",
+    )
+    train.add_argument(
+        "--cpu-replicas",
+        type=int,
+        metavar="N",
+        help="mirror over N logical CPU devices (multi-replica training without GPUs)",
+    )
+    train.add_argument(
         "--output",
         required=True,
         help="preset folder to write (replaced when training ends)",
@@ -94,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch_size=args.batch_size,
                 data_source=args.data,
                 seed=args.seed,
+                distribution=training.strategy(args.strategy, args.cpu_replicas),
                 command=shlex.join(["keras-gen", *argv]),
             )
             print(f"wrote preset {output}")

@@ -47,6 +47,54 @@ class _Progress(keras.callbacks.Callback):
         )
 
 
+STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
+
+
+def strategy(
+    name: str = "auto", cpu_replicas: int | None = None
+) -> tf.distribute.Strategy:
+    """The tf.distribute strategy to train under.
+
+    "auto": MirroredStrategy over all visible GPUs when there are two or more, else
+    OneDeviceStrategy. "multi_worker": MultiWorkerMirroredStrategy,
+    configured from TF_CONFIG. TPUs: build a TPUStrategy yourself and create the
+    model in its scope; nothing else changes. `cpu_replicas` splits the CPU into that
+    many logical devices and mirrors over them, to exercise multi-replica training
+    without GPUs; it must be set before TensorFlow has run any op.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}"
+        )
+    if cpu_replicas:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas
+            )
+        except RuntimeError as error:
+            raise ValueError(
+                "cpu_replicas must be set before TensorFlow runs anything; "
+                "start a fresh process (keras-gen train --cpu-replicas N)"
+            ) from error
+        devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+        # Reduce through one device: CPU collectives can key the replicas' reductions
+        # in different orders and abort (seen with TF 2.21 and synchronized batch norm).
+        return tf.distribute.MirroredStrategy(
+            devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+        )
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()
+    # A real strategy even for one device. Under any strategy Keras reads one batch
+    # to build the model and then starts a fresh pass, so a pipeline that reshuffles
+    # on every pass trains on its second order; with a strategy always in place,
+    # every replica count sees the same order.
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+
+
 def train(
     preset: str | os.PathLike,
     output: str | os.PathLike,
@@ -56,10 +104,14 @@ def train(
     batch_size: int | None = None,
     data_source: str | os.PathLike | None = None,
     seed: int | None = None,
+    distribution: tf.distribute.Strategy | None = None,
     command: str | None = None,
     verbose: int | str | None = None,
 ) -> Path:
-    """Train `preset`'s recipe (overrides as given) and write a preset folder at `output`."""
+    """Train `preset`'s recipe (overrides as given) and write a preset folder at `output`.
+
+    `batch_size` is the global batch: under a strategy each replica takes its share.
+    """
     recipe = zoo.card(preset)
     plan = recipe["training"]
     epochs = epochs or plan["epochs"]
@@ -78,8 +130,10 @@ def train(
             "config": {**recipe["model"]["config"], "seed": seed},
         },
     }
-    model = zoo.build(recipe)
-    model.compile_from_config(plan["compile"])
+    distribution = distribution or strategy()
+    with distribution.scope():
+        model = zoo.build(recipe)
+        model.compile_from_config(plan["compile"])
     spec = recipe["data"]
     train_data = data.load(
         spec["dataset"],
@@ -115,8 +169,13 @@ def train(
         {"name": f"train {name} (last epoch)", "value": value, "command": command}
         for name, value in final.items()
     ]
+    # Measure and write a one-device copy: its numbers do not depend on the strategy
+    # that trained it, and no uneven last batch is split across replicas.
+    trained = zoo.build(recipe)
+    trained.compile_from_config(plan["compile"])
+    trained.set_weights(model.get_weights())
     metrics += evaluation.evaluate(
-        model, spec, command, seed=seed, data_source=data_source
+        trained, spec, command, seed=seed, data_source=data_source
     )
 
     trained_card = {
@@ -128,6 +187,7 @@ def train(
             "steps": epochs * steps_per_epoch,
             "batch_size": batch_size,
             "seed": seed,
+            "replicas": distribution.num_replicas_in_sync,
             "wall_time_s": round(progress.wall_time_s, 1),
             "hardware": hardware(),
             "tensorflow": tf.__version__,
@@ -137,7 +197,7 @@ def train(
         },
         "metrics": metrics,
     }
-    zoo.write(output, model, trained_card, model.generate(64, seed=SAMPLE_SEED))
+    zoo.write(output, trained, trained_card, trained.generate(64, seed=SAMPLE_SEED))
     shutil.rmtree(state_dir)
     return output
 

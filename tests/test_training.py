@@ -1,8 +1,11 @@
 import copy
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -82,6 +85,56 @@ def test_train_command_writes_a_loadable_preset(recipe, tmp_path, capsys):
     )
     grid = tf.io.decode_png((tmp_path / "s.png").read_bytes())
     assert grid.shape == (2 + 2 * 30, 2 + 3 * 30, 1)
+
+
+def test_two_cpu_replicas_train_the_same_preset_as_one_device(recipe, tmp_path):
+    folder, source = recipe
+    card = json.loads((folder / zoo.CARD).read_text())
+    # Plain SGD: a loss weighted by the replica count would change the update.
+    sgd = keras.optimizers.serialize(keras.optimizers.SGD(0.05))
+    card["training"]["compile"] = {
+        "generator_optimizer": sgd,
+        "discriminator_optimizer": sgd,
+    }
+    (folder / zoo.CARD).write_text(json.dumps(card))
+    outputs = {}
+    for replicas in (None, 2):
+        output = tmp_path / f"replicas-{replicas}"
+        argv = [
+            "keras-gen",
+            "train",
+            str(folder),
+            "--steps-per-epoch",
+            "3",
+            "--batch-size",
+            "4",
+            "--data",
+            str(source),
+            "--output",
+            str(output),
+        ]
+        if replicas:
+            argv += ["--cpu-replicas", str(replicas)]
+        script = (
+            "import sys; from keras_gen import cli; sys.exit(cli.main(sys.argv[1:]))"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script, *argv[1:]],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs[replicas] = zoo.load(output)
+        assert zoo.card(output)["trained"]["replicas"] == (replicas or 1)
+    for one, two in zip(outputs[None].get_weights(), outputs[2].get_weights()):
+        np.testing.assert_allclose(one, two, rtol=1e-4, atol=1e-5)
+    one, two = (zoo.card(tmp_path / f"replicas-{r}")["metrics"] for r in (None, 2))
+    for a, b in zip(one, two):
+        assert a["name"] == b["name"] and a["value"] == pytest.approx(
+            b["value"], rel=1e-4
+        )
 
 
 def test_a_failed_run_leaves_no_preset(recipe, tmp_path, capsys):
