@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="auto: all GPUs when there are several; multi_worker reads TF_CONFIG",
     )
+    train.add_argument("--logdir", help="write TensorBoard logs here")
     train.add_argument(
         "--cpu-replicas",
         type=int,
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 data_source=args.data,
                 seed=args.seed,
                 distribution=training.strategy(args.strategy, args.cpu_replicas),
+                logdir=args.logdir,
                 command=shlex.join(["keras-gen", *argv]),
             )
             print(f"wrote preset {output}")

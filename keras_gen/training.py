@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import keras_gen
 from keras_gen import _files, data, evaluation, zoo
+from keras_gen import images as images_module
 
 SAMPLE_SEED = 0
 
@@ -45,6 +47,83 @@ class _Progress(keras.callbacks.Callback):
         _files.write_text(
             self.file, json.dumps({"wall_time_s": self.wall_time_s, "epoch": epoch + 1})
         )
+
+
+class TensorBoard(keras.callbacks.Callback):
+    """TensorBoard logs a GAN or VAE needs, which keras.callbacks.TensorBoard misses.
+
+    Every tracked metric per step (`step/...`) and per epoch (`epoch/...`), the
+    learning rate of every optimizer (a GAN has two), a sample grid drawn with the
+    same seed every epoch, for VAEs the reconstructions of a fixed batch, and the
+    run's hyperparameters (HParams plugin). Steps are optimizer iterations, so a
+    resumed run continues its curves.
+    """
+
+    def __init__(self, logdir: str | os.PathLike, hparams: dict, reference_images=None):
+        super().__init__()
+        self.logdir = str(logdir)
+        self.hparams = hparams
+        self.reference_images = reference_images
+        self.writer = None
+
+    def on_train_begin(self, logs=None):
+        from tensorboard.plugins.hparams import api as hparams_api
+
+        self.writer = tf.summary.create_file_writer(self.logdir)
+        with self.writer.as_default():
+            hparams_api.hparams(self.hparams)
+
+    def on_train_batch_end(self, batch, logs=None):
+        with self.writer.as_default(step=self._step()):
+            for name, value in (logs or {}).items():
+                tf.summary.scalar(f"step/{name}", value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self.writer.as_default(step=self._step()):
+            for name, value in (logs or {}).items():
+                tf.summary.scalar(f"epoch/{name}", value)
+            for name, optimizer in optimizers(self.model).items():
+                tf.summary.scalar(f"learning_rate/{name}", optimizer.learning_rate)
+            tf.summary.image(
+                "samples", _grid_batch(self.model.generate(16, seed=SAMPLE_SEED))
+            )
+            if self.reference_images is not None and hasattr(self.model, "reconstruct"):
+                pairs = tf.concat(
+                    [
+                        self.reference_images,
+                        self.model.reconstruct(self.reference_images),
+                    ],
+                    0,
+                )
+                tf.summary.image(
+                    "reconstructions",
+                    _grid_batch(pairs, columns=len(self.reference_images)),
+                )
+        self.writer.flush()
+
+    def on_train_end(self, logs=None):
+        self.writer.close()
+
+    def _step(self):
+        return max(
+            int(optimizer.iterations) for optimizer in optimizers(self.model).values()
+        )
+
+
+def optimizers(model: keras.Model) -> dict:
+    """Every optimizer a model trains with, by attribute name."""
+    found = {
+        name: value
+        for name, value in vars(model).items()
+        if isinstance(value, keras.optimizers.Optimizer)
+    }
+    if getattr(model, "optimizer", None) is not None:
+        found.setdefault("optimizer", model.optimizer)
+    return found
+
+
+def _grid_batch(images, columns=None):
+    return images_module.grid(np.asarray(images), columns)[None]
 
 
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
@@ -105,6 +184,7 @@ def train(
     data_source: str | os.PathLike | None = None,
     seed: int | None = None,
     distribution: tf.distribute.Strategy | None = None,
+    logdir: str | os.PathLike | None = None,
     command: str | None = None,
     verbose: int | str | None = None,
 ) -> Path:
@@ -135,29 +215,46 @@ def train(
         model = zoo.build(recipe)
         model.compile_from_config(plan["compile"])
     spec = recipe["data"]
-    train_data = data.load(
-        spec["dataset"],
-        spec["split"],
+    train_images = data.load_images(spec["dataset"], spec["split"], source=data_source)
+    train_data = data.pipeline(
+        train_images,
         batch_size=batch_size,
         seed=seed,
-        binarize=spec.get("binarize", False),
+        binarize="dynamic" if spec.get("binarize") else None,
         drop_remainder=True,
-        source=data_source,
     )
     steps_per_epoch = steps_per_epoch or int(train_data.cardinality())
 
     state_dir = output.with_name(output.name + ".train-state")
     state_dir.mkdir(parents=True, exist_ok=True)
     progress = _Progress(state_dir)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(state_dir), delete_checkpoint=False),
+        progress,
+    ]
+    if logdir is not None:
+        hparams = {
+            "preset": str(preset),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "seed": seed,
+            "replicas": distribution.num_replicas_in_sync,
+            **{
+                f"model.{k}": v
+                for k, v in recipe["model"]["config"].items()
+                if isinstance(v, (int, float, str, bool))
+            },
+        }
+        reference = next(
+            iter(data.pipeline(train_images[:8], batch_size=8, shuffle=False))
+        )
+        callbacks.append(TensorBoard(logdir, hparams, reference_images=reference))
     model.fit(
         train_data,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         shuffle=False,  # the pipeline shuffles
-        callbacks=[
-            keras.callbacks.BackupAndRestore(str(state_dir), delete_checkpoint=False),
-            progress,
-        ],
+        callbacks=callbacks,
         verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2),
     )
     final = (

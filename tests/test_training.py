@@ -202,6 +202,70 @@ def test_evaluate_updates_the_card_with_its_own_command(recipe, tmp_path, capsys
     zoo.load(output)  # weights untouched, still verified
 
 
+def read_events(logdir):
+    from tensorboard.backend.event_processing import event_accumulator
+
+    (events,) = Path(logdir).glob("events.out.tfevents.*")
+    accumulator = event_accumulator.EventAccumulator(
+        str(events), size_guidance={"tensors": 0}
+    )
+    accumulator.Reload()
+    return accumulator
+
+
+@pytest.mark.parametrize("family", ["DCGAN", "VAE"])
+def test_tensorboard_logs_metrics_learning_rates_images_and_hparams(
+    recipe, tmp_path, family
+):
+    folder, source = recipe
+    card = json.loads((folder / zoo.CARD).read_text())
+    if family == "VAE":
+        card["model"] = {
+            "class": "VAE",
+            "config": {"image_shape": [28, 28, 1], "latent_dim": 2, "filters": [4]},
+        }
+        card["training"]["compile"] = {
+            "optimizer": keras.optimizers.serialize(keras.optimizers.Adam())
+        }
+    (folder / zoo.CARD).write_text(json.dumps(card))
+    logdir = tmp_path / "logs"
+    argv = [
+        "train",
+        str(folder),
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "3",
+        "--data",
+        str(source),
+        "--output",
+        str(tmp_path / "out"),
+        "--logdir",
+        str(logdir),
+    ]
+    assert cli.main(argv) == 0
+    events = read_events(logdir)
+    tags = set(events.Tags()["tensors"])
+    metric = "generator_loss" if family == "DCGAN" else "kl_loss"
+    assert {f"step/{metric}", f"epoch/{metric}"} <= tags
+    assert [e.step for e in events.Tensors(f"step/{metric}")] == [1, 2, 3, 4, 5, 6]
+    assert [e.step for e in events.Tensors(f"epoch/{metric}")] == [3, 6]
+    rates = {
+        "DCGAN": ["generator_optimizer", "discriminator_optimizer"],
+        "VAE": ["optimizer"],
+    }[family]
+    for name in rates:
+        assert f"learning_rate/{name}" in tags
+    samples = events.Tensors("samples")
+    assert len(samples) == 2
+    width, height = (int(v) for v in samples[-1].tensor_proto.string_val[:2])
+    png = tf.io.decode_png(samples[-1].tensor_proto.string_val[2])
+    assert (png.shape[1], png.shape[0]) == (width, height) == (2 + 4 * 30, 2 + 4 * 30)
+    assert ("reconstructions" in tags) == (family == "VAE")
+    plugins = {tag: events.SummaryMetadata(tag).plugin_data.plugin_name for tag in tags}
+    assert "hparams" in plugins.values()
+
+
 def test_cli_list_info_and_unknown_preset(capsys):
     assert cli.main(["list"]) == 0
     assert "dcgan_faces" in capsys.readouterr().out
