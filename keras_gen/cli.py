@@ -56,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     train.add_argument("--logdir", help="write TensorBoard logs here")
     train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=500,
+        metavar="STEPS",
+        help="checkpoint the training state this often, and after every epoch",
+    )
+    train.add_argument(
         "--cpu-replicas",
         type=int,
         metavar="N",
@@ -109,10 +116,11 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 distribution=training.strategy(args.strategy, args.cpu_replicas),
                 logdir=args.logdir,
+                checkpoint_every=args.checkpoint_every,
                 command=shlex.join(["keras-gen", *argv]),
             )
             print(f"wrote preset {output}")
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, training.TrainingDiverged) as error:
         print(f"keras-gen: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -96,6 +96,46 @@ def pipeline(
     )
 
 
+def training_pipeline(
+    images: np.ndarray,
+    *,
+    batch_size: int,
+    seed: int = 0,
+    start_step: int = 0,
+    binarize: bool = False,
+) -> tf.data.Dataset:
+    """Endless training batches in which batch t is a pure function of (seed, t).
+
+    Pass e over the data visits every image once (dropping the last partial
+    batch) in an order given by a stateless shuffle keyed by (seed, e), so a run
+    resumed at step t sees exactly the batches it would have seen, whatever the
+    number of replicas or restarts. `binarize` draws fresh pixels at every step.
+    """
+    images = tf.constant(images)
+    count = int(images.shape[0])
+    steps_per_pass = count // batch_size
+    if steps_per_pass < 1:
+        raise ValueError(f"batch_size {batch_size} is larger than the {count} images")
+
+    def batch(step):
+        data_pass, position = step // steps_per_pass, step % steps_per_pass
+        offsets = position * batch_size + tf.range(batch_size, dtype=tf.int64)
+        key = tf.stack([tf.constant(seed, tf.int64), data_pass])
+        indices = tf.random.experimental.index_shuffle(offsets, key, count - 1)
+        pixels = tf.cast(tf.gather(images, indices), tf.float32) / 255.0
+        if binarize:
+            noise = tf.random.stateless_uniform(
+                tf.shape(pixels), seed=tf.stack([key[0], -1 - step])
+            )
+            pixels = tf.cast(noise < pixels, tf.float32)
+        return pixels
+
+    steps = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
+    return steps.map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
 def load_images(
     name: str,
     split: str = "train",

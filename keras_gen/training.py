@@ -1,9 +1,11 @@
 """Train a preset's recipe and write the result as a preset folder.
 
 The recipe is the preset's card: model class and config, dataset and split,
-epochs, batch size, seed and the compile config (optimizers). Training state is
-checkpointed after every epoch beside the output folder, so re-running the same
-command after a crash continues where it stopped.
+epochs, batch size, seed and the compile config (optimizers). The whole training
+state is checkpointed, atomically, beside the output folder; re-running the same
+command after a crash continues from the last checkpoint. Every random draw of a
+run (data order, binarization, latent noise) is a function of the seed and the
+step, so a resumed run takes exactly the steps the uninterrupted one would have.
 """
 
 import json
@@ -26,27 +28,64 @@ from keras_gen import images as images_module
 SAMPLE_SEED = 0
 
 
-class _Progress(keras.callbacks.Callback):
-    """Keeps the training wall time across restarts, in the state folder."""
+class TrainingDiverged(RuntimeError):
+    """A loss or metric became NaN or infinite; the last good checkpoint is kept."""
 
-    def __init__(self, state_dir: Path):
+
+class _TrainingState(keras.callbacks.Callback):
+    """Checkpoints the whole training state and stops at the first non-finite metric.
+
+    The weights file holds the networks and every optimizer's state, including its
+    iteration count, which is the run's step: data order and noise follow from it.
+    Each write goes to a temporary file renamed into place, so a crash mid-write
+    leaves the previous checkpoint intact.
+    """
+
+    WEIGHTS = "state.weights.h5"
+
+    def __init__(self, folder: Path, every_steps: int, write: bool):
         super().__init__()
-        self.file = state_dir / "progress.json"
-        self.previous = (
-            json.loads(self.file.read_text())["wall_time_s"]
-            if self.file.exists()
+        self.folder, self.every_steps, self.write = folder, every_steps, write
+        progress = folder / "progress.json"
+        self.previous_wall_time = (
+            json.loads(progress.read_text())["wall_time_s"]
+            if progress.exists()
             else 0.0
         )
         self.start = time.monotonic()
+        self.diverged = None
 
     @property
-    def wall_time_s(self):
-        return self.previous + time.monotonic() - self.start
+    def wall_time_s(self) -> float:
+        return self.previous_wall_time + time.monotonic() - self.start
+
+    def restore(self, model: keras.Model) -> int:
+        """Load the last checkpoint into `model`, if there is one; return its step."""
+        if (self.folder / self.WEIGHTS).exists():
+            model.load_weights(self.folder / self.WEIGHTS)
+        return step(model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name, value in (logs or {}).items():
+            if not np.isfinite(float(value)):
+                self.diverged = (step(self.model), name, float(value))
+                self.model.stop_training = True
+                return
+        if step(self.model) % self.every_steps == 0:
+            self.save()
 
     def on_epoch_end(self, epoch, logs=None):
-        _files.write_text(
-            self.file, json.dumps({"wall_time_s": self.wall_time_s, "epoch": epoch + 1})
-        )
+        if self.diverged is None:
+            self.save()
+
+    def save(self):
+        if not self.write:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with _files.atomic_path(self.folder / self.WEIGHTS) as temporary:
+            self.model.save_weights(temporary)
+        progress = {"step": step(self.model), "wall_time_s": self.wall_time_s}
+        _files.write_text(self.folder / "progress.json", json.dumps(progress))
 
 
 class TensorBoard(keras.callbacks.Callback):
@@ -69,9 +108,10 @@ class TensorBoard(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         from tensorboard.plugins.hparams import api as hparams_api
 
-        self.writer = tf.summary.create_file_writer(self.logdir)
-        with self.writer.as_default():
-            hparams_api.hparams(self.hparams)
+        if self.writer is None:  # one event file, however many fit calls
+            self.writer = tf.summary.create_file_writer(self.logdir)
+            with self.writer.as_default():
+                hparams_api.hparams(self.hparams)
 
     def on_train_batch_end(self, batch, logs=None):
         with self.writer.as_default(step=self._step()):
@@ -102,12 +142,18 @@ class TensorBoard(keras.callbacks.Callback):
         self.writer.flush()
 
     def on_train_end(self, logs=None):
-        self.writer.close()
+        self.writer.flush()
 
     def _step(self):
-        return max(
-            int(optimizer.iterations) for optimizer in optimizers(self.model).values()
-        )
+        return step(self.model)
+
+
+def step(model: keras.Model) -> int:
+    """The training step a model has reached: its optimizers' iteration count."""
+    return max(
+        int(keras.ops.convert_to_numpy(optimizer.iterations))
+        for optimizer in optimizers(model).values()
+    )
 
 
 def optimizers(model: keras.Model) -> dict:
@@ -185,6 +231,7 @@ def train(
     seed: int | None = None,
     distribution: tf.distribute.Strategy | None = None,
     logdir: str | os.PathLike | None = None,
+    checkpoint_every: int = 500,
     command: str | None = None,
     verbose: int | str | None = None,
 ) -> Path:
@@ -216,23 +263,15 @@ def train(
         model.compile_from_config(plan["compile"])
     spec = recipe["data"]
     train_images = data.load_images(spec["dataset"], spec["split"], source=data_source)
-    train_data = data.pipeline(
-        train_images,
-        batch_size=batch_size,
-        seed=seed,
-        binarize="dynamic" if spec.get("binarize") else None,
-        drop_remainder=True,
-    )
-    steps_per_epoch = steps_per_epoch or int(train_data.cardinality())
+    steps_per_epoch = steps_per_epoch or len(train_images) // batch_size
+    total_steps = epochs * steps_per_epoch
+    chief = is_chief(distribution)
 
     state_dir = output.with_name(output.name + ".train-state")
-    state_dir.mkdir(parents=True, exist_ok=True)
-    progress = _Progress(state_dir)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(state_dir), delete_checkpoint=False),
-        progress,
-    ]
-    if logdir is not None:
+    state = _TrainingState(state_dir, checkpoint_every, write=chief)
+    done = state.restore(model)
+    callbacks = [state]
+    if logdir is not None and chief:
         hparams = {
             "preset": str(preset),
             "epochs": epochs,
@@ -249,19 +288,39 @@ def train(
             iter(data.pipeline(train_images[:8], batch_size=8, shuffle=False))
         )
         callbacks.append(TensorBoard(logdir, hparams, reference_images=reference))
-    model.fit(
-        train_data,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        shuffle=False,  # the pipeline shuffles
-        callbacks=callbacks,
-        verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2),
-    )
-    final = (
-        {name: float(value[-1]) for name, value in model.history.history.items()}
-        if model.history.history
-        else {}
-    )
+    if done:
+        print(f"resuming at step {done} of {total_steps} from {state_dir}")
+    # A run interrupted mid-epoch first finishes that epoch, then runs the rest.
+    while done < total_steps and state.diverged is None:
+        epoch, into_epoch = divmod(done, steps_per_epoch)
+        model.fit(
+            data.training_pipeline(
+                train_images,
+                batch_size=batch_size,
+                seed=seed,
+                start_step=done,
+                binarize=spec.get("binarize", False),
+            ),
+            initial_epoch=epoch,
+            epochs=epoch + 1 if into_epoch else epochs,
+            steps_per_epoch=steps_per_epoch - into_epoch
+            if into_epoch
+            else steps_per_epoch,
+            callbacks=callbacks,
+            verbose=verbose
+            if verbose is not None
+            else (1 if sys.stdout.isatty() else 2),
+        )
+        done = step(model)
+    if state.diverged is not None:
+        at, name, value = state.diverged
+        raise TrainingDiverged(
+            f"training diverged at step {at}: {name} is {value}. The last good "
+            f"checkpoint is kept in {state_dir}; lower the learning rate or change "
+            "the seed, then run the same command to continue from it."
+        )
+    history = model.history.history if getattr(model, "history", None) else {}
+    final = {name: float(values[-1]) for name, values in history.items() if values}
     metrics = [
         {"name": f"train {name} (last epoch)", "value": value, "command": command}
         for name, value in final.items()
@@ -281,11 +340,11 @@ def train(
             "command": command,
             "samples_command": f"keras-gen sample {output.name} -n 64 --seed {SAMPLE_SEED} -o samples.png",
             "epochs": epochs,
-            "steps": epochs * steps_per_epoch,
+            "steps": total_steps,
             "batch_size": batch_size,
             "seed": seed,
             "replicas": distribution.num_replicas_in_sync,
-            "wall_time_s": round(progress.wall_time_s, 1),
+            "wall_time_s": round(state.wall_time_s, 1),
             "hardware": hardware(),
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
@@ -294,9 +353,21 @@ def train(
         },
         "metrics": metrics,
     }
-    zoo.write(output, trained, trained_card, trained.generate(64, seed=SAMPLE_SEED))
-    shutil.rmtree(state_dir)
+    if chief:
+        zoo.write(output, trained, trained_card, trained.generate(64, seed=SAMPLE_SEED))
+        shutil.rmtree(state_dir, ignore_errors=True)
     return output
+
+
+def is_chief(distribution: tf.distribute.Strategy) -> bool:
+    """Whether this process writes checkpoints, logs and the preset (one per cluster)."""
+    resolver = getattr(distribution, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (
+        not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
+    )
 
 
 def hardware() -> str:

@@ -1,8 +1,11 @@
 import copy
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -135,6 +138,117 @@ def test_two_cpu_replicas_train_the_same_preset_as_one_device(recipe, tmp_path):
         assert a["name"] == b["name"] and a["value"] == pytest.approx(
             b["value"], rel=1e-4
         )
+
+
+def run_cli(argv, **kwargs):
+    """keras-gen in a fresh process, as a user would run it."""
+    script = "import sys; from keras_gen import cli; sys.exit(cli.main(sys.argv[1:]))"
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def vae_recipe(folder):
+    card = json.loads((folder / zoo.CARD).read_text())
+    card["model"] = {
+        "class": "VAE",
+        "config": {"image_shape": [28, 28, 1], "latent_dim": 2, "filters": [4]},
+    }
+    card["training"]["compile"] = {
+        "optimizer": keras.optimizers.serialize(keras.optimizers.Adam(1e-3))
+    }
+    card["data"]["binarize"] = True
+    (folder / zoo.CARD).write_text(json.dumps(card))
+
+
+def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(recipe, tmp_path):
+    folder, source = recipe
+    vae_recipe(folder)
+    argv = [
+        "train",
+        str(folder),
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "600",
+        "--batch-size",
+        "2",
+        "--checkpoint-every",
+        "50",
+        "--data",
+        str(source),
+    ]
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    process = run_cli([*argv, "--output", str(killed)])
+    progress = killed.with_name("killed.train-state") / "progress.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if progress.exists() and 100 <= json.loads(progress.read_text())["step"] < 600:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    checkpointed = json.loads(progress.read_text())["step"]
+    assert 100 <= checkpointed < 600 and not killed.exists()
+
+    resumed = run_cli([*argv, "--output", str(killed)])
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    resumed_at = int(re.search(r"resuming at step (\d+) of 1200", out).group(1))
+    assert resumed_at >= checkpointed and resumed_at % 50 == 0
+    assert zoo.card(killed)["trained"]["steps"] == 1200
+
+    uninterrupted = run_cli([*argv, "--output", str(straight)])
+    _, err = uninterrupted.communicate(timeout=600)
+    assert uninterrupted.returncode == 0, err[-3000:]
+    # Data order, binarization and noise follow from the step: resuming changes nothing.
+    for a, b in zip(zoo.load(killed).get_weights(), zoo.load(straight).get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_non_finite_loss_stops_with_step_and_metric_and_keeps_the_checkpoint(
+    recipe, tmp_path, capsys
+):
+    folder, source = recipe
+    vae_recipe(folder)
+    card = json.loads((folder / zoo.CARD).read_text())
+    card["training"]["compile"] = {
+        "optimizer": keras.optimizers.serialize(keras.optimizers.SGD(1e9))
+    }
+    (folder / zoo.CARD).write_text(json.dumps(card))
+    output = tmp_path / "diverged"
+    argv = [
+        "train",
+        str(folder),
+        "--steps-per-epoch",
+        "50",
+        "--batch-size",
+        "2",
+        "--checkpoint-every",
+        "1",
+        "--data",
+        str(source),
+        "--output",
+        str(output),
+    ]
+    assert cli.main(argv) == 2
+    message = capsys.readouterr().err
+    at = int(
+        re.search(
+            r"training diverged at step (\d+): (\w+) is (nan|inf)", message
+        ).group(1)
+    )
+    assert not output.exists()
+    state = output.with_name("diverged.train-state")
+    assert json.loads((state / "progress.json").read_text())["step"] == at - 1
+    model = zoo.build(card)
+    model.compile_from_config(card["training"]["compile"])
+    model.load_weights(state / "state.weights.h5")
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
 
 
 def test_a_failed_run_leaves_no_preset(recipe, tmp_path, capsys):
