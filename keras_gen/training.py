@@ -8,6 +8,7 @@ run (data order, binarization, latent noise) is a function of the seed and the
 step, so a resumed run takes exactly the steps the uninterrupted one would have.
 """
 
+import hashlib
 import json
 import os
 import platform
@@ -208,9 +209,9 @@ def strategy(
         return tf.distribute.MirroredStrategy(
             devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
         )
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "multi_worker":
+    if name == "multi_worker":  # before anything else starts TensorFlow's runtime
         return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
     # A real strategy even for one device. Under any strategy Keras reads one batch
@@ -312,6 +313,11 @@ def train(
             else (1 if sys.stdout.isatty() else 2),
         )
         done = step(model)
+    # Every worker prints this; equal lines prove the replicas ended in sync.
+    digest = hashlib.sha256(
+        b"".join(np.asarray(w).tobytes() for w in model.get_weights())
+    )
+    print(f"final weights sha256 {digest.hexdigest()}")
     if state.diverged is not None:
         at, name, value = state.diverged
         raise TrainingDiverged(

@@ -3,6 +3,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -249,6 +250,95 @@ def test_non_finite_loss_stops_with_step_and_metric_and_keeps_the_checkpoint(
     model.compile_from_config(card["training"]["compile"])
     model.load_weights(state / "state.weights.h5")
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+def test_same_seed_gives_bit_identical_weights_and_another_seed_does_not(
+    recipe, tmp_path
+):
+    folder, source = recipe
+    weights = {}
+    for name, seed in (("first", 4), ("again", 4), ("other", 5)):
+        argv = [
+            "train",
+            str(folder),
+            "--steps-per-epoch",
+            "3",
+            "--batch-size",
+            "4",
+            "--seed",
+            str(seed),
+            "--data",
+            str(source),
+            "--output",
+            str(tmp_path / name),
+        ]
+        assert cli.main(argv) == 0
+        weights[name] = zoo.load(tmp_path / name).get_weights()
+    for a, b in zip(weights["first"], weights["again"]):
+        np.testing.assert_array_equal(a, b)
+    assert not all(
+        np.array_equal(a, b) for a, b in zip(weights["first"], weights["other"])
+    )
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_workers_on_loopback_train_in_sync_and_only_the_chief_writes(
+    recipe, tmp_path
+):
+    folder, source = recipe
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    output, logdir = tmp_path / "out", tmp_path / "logs"
+    argv = [
+        "train",
+        str(folder),
+        "--steps-per-epoch",
+        "3",
+        "--batch-size",
+        "4",
+        "--strategy",
+        "multi_worker",
+        "--data",
+        str(source),
+        "--output",
+        str(output),
+        "--logdir",
+        str(logdir),
+    ]
+    processes = []
+    try:
+        for index in range(2):
+            config = {
+                "cluster": {"worker": workers},
+                "task": {"type": "worker", "index": index},
+            }
+            environment = {**os.environ, "TF_CONFIG": json.dumps(config)}
+            processes.append(run_cli(argv, env=environment, cwd=tmp_path))
+        results = [process.communicate(timeout=300) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    for process, (_, err) in zip(processes, results):
+        assert process.returncode == 0, err[-3000:]
+    digests = [
+        re.search(r"final weights sha256 (\w+)", out).group(1) for out, _ in results
+    ]
+    assert digests[0] == digests[1]
+    assert zoo.card(output)["trained"]["replicas"] == 2
+    assert len(list(logdir.glob("events.out.tfevents.*"))) == 1
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["logs", "out", "recipe", "mnist.npz"]
+    )
 
 
 def test_a_failed_run_leaves_no_preset(recipe, tmp_path, capsys):

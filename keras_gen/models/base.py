@@ -45,3 +45,18 @@ def in_batches(function, inputs, batch_size=256):
     return tf.concat(
         [function(inputs[i : i + batch_size]) for i in range(0, count, batch_size)], 0
     )
+
+
+def logs(metrics) -> dict:
+    """Tracker results as train_step/test_step return them to fit.
+
+    Under MultiWorkerMirroredStrategy, Keras 3 reduces these with
+    reduce("MEAN", axis=0), which fails on scalars (tensorflow#72388); there
+    each result goes as a vector of one, which reduces to the same scalar.
+    """
+    results = {metric.name: metric.result() for metric in metrics}
+    if isinstance(
+        tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy
+    ):
+        results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+    return results

@@ -289,7 +289,7 @@ class DCGAN(keras.Model):
         self.generator_loss_tracker.update_state(generator_losses)
         self.real_output_tracker.update_state(tf.sigmoid(real_logits))
         self.fake_output_tracker.update_state(tf.sigmoid(fake_logits))
-        return {m.name: m.result() for m in self.metrics}
+        return base.logs(self.metrics)
 
     def generate(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
         """`num_samples` float32 images in [0, 1]; the same seed gives the same images."""

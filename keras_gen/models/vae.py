@@ -227,7 +227,7 @@ class VAE(keras.Model):
         self.loss_tracker.update_state(reconstruction + self.beta * kl)
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
-        return {m.name: m.result() for m in self.metrics}
+        return base.logs(self.metrics)
 
     def _check_images(self, images):
         images = tf.convert_to_tensor(images, tf.float32)
