@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     train.add_argument("--logdir", help="write TensorBoard logs here")
     train.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="float16 compute with loss scaling (for GPUs)",
+    )
+    train.add_argument(
         "--checkpoint-every",
         type=int,
         default=500,
@@ -117,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 distribution=training.strategy(args.strategy, args.cpu_replicas),
                 logdir=args.logdir,
                 checkpoint_every=args.checkpoint_every,
+                mixed_precision=args.mixed_precision,
                 command=shlex.join(["keras-gen", *argv]),
             )
             print(f"wrote preset {output}")

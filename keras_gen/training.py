@@ -233,6 +233,7 @@ def train(
     distribution: tf.distribute.Strategy | None = None,
     logdir: str | os.PathLike | None = None,
     checkpoint_every: int = 500,
+    mixed_precision: bool = False,
     command: str | None = None,
     verbose: int | str | None = None,
 ) -> Path:
@@ -259,9 +260,15 @@ def train(
         },
     }
     distribution = distribution or strategy()
-    with distribution.scope():
-        model = zoo.build(recipe)
-        model.compile_from_config(plan["compile"])
+    policy = keras.mixed_precision.global_policy()
+    if mixed_precision:  # float16 compute for GPUs; variables and losses stay float32
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with distribution.scope():
+            model = zoo.build(recipe)
+            model.compile_from_config(plan["compile"])
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
     spec = recipe["data"]
     train_images = data.load_images(spec["dataset"], spec["split"], source=data_source)
     steps_per_epoch = steps_per_epoch or len(train_images) // batch_size
@@ -350,6 +357,7 @@ def train(
             "batch_size": batch_size,
             "seed": seed,
             "replicas": distribution.num_replicas_in_sync,
+            "mixed_precision": mixed_precision,
             "wall_time_s": round(state.wall_time_s, 1),
             "hardware": hardware(),
             "tensorflow": tf.__version__,

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tiny
 from test_zoo import TINY_CARD
 
 from keras_gen import _files, cli, zoo
@@ -339,6 +340,54 @@ def test_two_workers_on_loopback_train_in_sync_and_only_the_chief_writes(
     assert sorted(os.listdir(tmp_path)) == sorted(
         ["logs", "out", "recipe", "mnist.npz"]
     )
+
+
+@pytest.mark.parametrize("family", ["DCGAN", "VAE"])
+def test_mixed_precision_scales_losses_and_stays_finite(recipe, tmp_path, family):
+    folder, source = recipe
+    if family == "VAE":
+        vae_recipe(folder)
+    output = tmp_path / "mixed"
+    argv = [
+        "train",
+        str(folder),
+        "--steps-per-epoch",
+        "3",
+        "--batch-size",
+        "4",
+        "--mixed-precision",
+        "--data",
+        str(source),
+        "--output",
+        str(output),
+    ]
+    assert cli.main(argv) == 0
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
+    card = zoo.card(output)
+    assert card["trained"]["mixed_precision"] is True
+    assert all(np.isfinite(m["value"]) for m in card["metrics"])
+    assert all(np.all(np.isfinite(w)) for w in zoo.load(output).get_weights())
+
+
+def test_mixed_precision_wraps_every_optimizer_in_loss_scaling():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        gan, vae = tiny.dcgan(), tiny.vae()
+        gan.compile()
+        vae.compile(optimizer="adam")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for optimizer in (
+        gan.generator_optimizer,
+        gan.discriminator_optimizer,
+        vae.optimizer,
+    ):
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    assert gan.generator.layers[-1].compute_dtype == "float32"
+    assert gan.discriminator.layers[-2].compute_dtype == "float32"
+    images = np.random.default_rng(0).random((4, 16, 16, 1)).astype("float32")
+    logs = gan.train_step(tf.constant(images))
+    assert all(np.isfinite(float(v)) for v in logs.values())
 
 
 def test_a_failed_run_leaves_no_preset(recipe, tmp_path, capsys):

@@ -72,6 +72,7 @@ def build_generator(
             strides=2,
             padding="same",
             activation="tanh",
+            dtype="float32",  # outputs stay float32 under a mixed-precision policy
             kernel_initializer=_init(),
         )
     )
@@ -99,7 +100,9 @@ def build_discriminator(
             layers.append(_batch_norm())
         layers.append(keras.layers.LeakyReLU(0.2))
     layers += [
-        keras.layers.Conv2D(1, size, padding="valid", kernel_initializer=_init()),
+        keras.layers.Conv2D(
+            1, size, padding="valid", kernel_initializer=_init(), dtype="float32"
+        ),
         keras.layers.Flatten(),
     ]
     return keras.Sequential(layers, name="discriminator")
@@ -191,6 +194,17 @@ class DCGAN(keras.Model):
         self.discriminator_optimizer = keras.optimizers.get(
             discriminator_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
         )
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            # What Keras's own compile does for model.optimizer, for both of ours.
+            self.generator_optimizer, self.discriminator_optimizer = (
+                optimizer
+                if isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+                else keras.optimizers.LossScaleOptimizer(optimizer)
+                for optimizer in (
+                    self.generator_optimizer,
+                    self.discriminator_optimizer,
+                )
+            )
         self.generator_optimizer.build(self.generator.trainable_variables)
         self.discriminator_optimizer.build(self.discriminator.trainable_variables)
 
@@ -244,6 +258,9 @@ class DCGAN(keras.Model):
                 real_logits, fake_logits
             )
             discriminator_loss = losses.average_over_global_batch(discriminator_losses)
+            discriminator_loss = self.discriminator_optimizer.scale_loss(
+                discriminator_loss
+            )
         gradients = discriminator_tape.gradient(
             discriminator_loss, discriminator_weights
         )
@@ -260,6 +277,7 @@ class DCGAN(keras.Model):
                 self.discriminator(fake, training=True)
             )
             generator_loss = losses.average_over_global_batch(generator_losses)
+            generator_loss = self.generator_optimizer.scale_loss(generator_loss)
         gradients = generator_tape.gradient(
             fake,
             generator_weights,

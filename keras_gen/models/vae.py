@@ -19,7 +19,11 @@ def build_encoder(image_shape, filters, latent_dim: int) -> keras.Sequential:
         layers.append(
             keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")
         )
-    layers += [keras.layers.Flatten(), keras.layers.Dense(2 * latent_dim)]
+    # float32 outputs under a mixed-precision policy: they parameterise distributions.
+    layers += [
+        keras.layers.Flatten(),
+        keras.layers.Dense(2 * latent_dim, dtype="float32"),
+    ]
     return keras.Sequential(layers, name="encoder")
 
 
@@ -44,7 +48,7 @@ def build_decoder(image_shape, filters, latent_dim: int) -> keras.Sequential:
                 width_, 3, strides=2, padding="same", activation="relu"
             )
         )
-    layers.append(keras.layers.Conv2D(channels, 3, padding="same"))
+    layers.append(keras.layers.Conv2D(channels, 3, padding="same", dtype="float32"))
     return keras.Sequential(layers, name="decoder")
 
 
@@ -212,6 +216,7 @@ class VAE(keras.Model):
             seed = base.step_seed(self.seed, self.optimizer.iterations, 0)
             reconstruction, kl = self._negative_elbo_terms(images, seed, training=True)
             loss = losses.average_over_global_batch(reconstruction + self.beta * kl)
+            loss = self.optimizer.scale_loss(loss)
         weights = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
         return self._track(reconstruction, kl)
