@@ -5,6 +5,8 @@ import json
 import shlex
 import sys
 
+import tensorflow as tf
+
 from keras_gen import evaluation, images, training, zoo
 
 
@@ -55,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         help="auto: all GPUs when there are several; multi_worker reads TF_CONFIG",
     )
     train.add_argument("--logdir", help="write TensorBoard logs here")
+    train.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="TensorFlow op determinism: bit-identical reruns on GPUs too (slower there)",
+    )
     train.add_argument(
         "--mixed-precision",
         action="store_true",
@@ -111,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                 kept = [m for m in card.get("metrics", []) if m["name"] not in names]
                 zoo.update_card(args.preset, {**card, "metrics": kept + metrics})
         elif args.command == "train":
+            if args.deterministic:
+                tf.config.experimental.enable_op_determinism()
             output = training.train(
                 args.preset,
                 args.output,

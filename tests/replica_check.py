@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tiny
 
-from keras_gen.models import DCGAN
+from keras_gen.models import DCGAN, base
 
 MODELS = {
     "DCGAN": lambda: tiny.dcgan(seed=5),
@@ -74,6 +74,19 @@ def main():
             "logs_one": one_logs,
             "logs_two": two_logs,
         }
+    # The noise each replica draws, against what one device draws for the whole batch.
+    mirrored = tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
+    seed = base.step_seed(3, 7, 0)
+    shares = mirrored.experimental_local_results(
+        mirrored.run(lambda: base.replica_normal(3, [2], seed))
+    )
+    whole = tf.random.stateless_normal([6, 2], seed=seed)
+    results["noise"] = {
+        "shares_equal_whole": bool(np.array_equal(np.concatenate(shares), whole)),
+        "replicas_differ": not np.array_equal(shares[0], shares[1]),
+    }
     json.dump(results, sys.stdout)
 
 
