@@ -14,6 +14,7 @@ import os
 import platform
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -363,6 +364,7 @@ def train(
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
             "keras_gen": keras_gen.__version__,
+            "keras_gen_commit": source_revision(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
         "metrics": metrics,
@@ -382,6 +384,30 @@ def is_chief(distribution: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "chief" or (
         not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
     )
+
+
+def source_revision() -> str | None:
+    """The git commit of the keras_gen that trained, "+dirty" if edited; None if unknown."""
+    checkout = Path(__file__).resolve().parents[1]
+    if not (checkout / ".git").exists():
+        return None
+    try:
+
+        def git(*words):
+            return subprocess.run(
+                ["git", "-C", str(checkout), *words],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=10,
+            ).stdout.strip()
+
+        commit = git("rev-parse", "--short=12", "HEAD")
+        return commit + (
+            "+dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def hardware() -> str:
