@@ -146,6 +146,11 @@ def update_card(folder: str | os.PathLike, preset_card: dict) -> None:
     _files.write_text(folder / "README.md", model_card(preset_card))
 
 
+def _at_commit(trained: dict) -> str:
+    commit = trained.get("keras_gen_commit")
+    return f" at commit {commit}" if commit else ""
+
+
 def model_card(preset_card: dict) -> str:
     """The README of a preset, made from its card so the two never disagree."""
     c = preset_card
@@ -189,7 +194,8 @@ def model_card(preset_card: dict) -> str:
             (
                 f"{trained['epochs']} epochs, {trained['steps']} steps of {trained['batch_size']} "
                 f"images, {trained['wall_time_s'] / 60:.0f} min on {trained['hardware']} "
-                f"(TensorFlow {trained['tensorflow']}, keras_gen {trained['keras_gen']})."
+                f"(TensorFlow {trained['tensorflow']}, keras_gen {trained['keras_gen']}"
+                f"{_at_commit(trained)})."
             ),
             "",
         ]
