@@ -60,3 +60,37 @@ def logs(metrics) -> dict:
     ):
         results = {name: tf.reshape(value, [1]) for name, value in results.items()}
     return results
+
+
+MAX_EXPORTED_SAMPLES = 1024
+
+
+def sample_endpoint(latent_dim: int, decode) -> tuple:
+    """The exported `sample(num_samples, seed)`: the images `generate(num_samples, seed)` gives.
+
+    Requests outside 1..MAX_EXPORTED_SAMPLES are refused at the signature, before any
+    memory is allocated for them.
+    """
+
+    def sample(num_samples, seed):
+        checks = [
+            tf.debugging.assert_positive(
+                num_samples, message="num_samples must be at least 1"
+            ),
+            tf.debugging.assert_less_equal(
+                num_samples,
+                MAX_EXPORTED_SAMPLES,
+                message=f"num_samples must be at most {MAX_EXPORTED_SAMPLES}; "
+                "ask several times for more",
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            shape = tf.stack([num_samples, latent_dim])
+        latents = tf.random.stateless_normal(shape, seed=tf.stack([seed, 0]))
+        return {"images": decode(latents)}
+
+    signature = [
+        tf.TensorSpec([], tf.int32, name="num_samples"),
+        tf.TensorSpec([], tf.int64, name="seed"),
+    ]
+    return sample, signature

@@ -314,6 +314,17 @@ class DCGAN(keras.Model):
         latents = base.standard_normal(num_samples, self.latent_dim, seed)
         return base.in_batches(self.decode, latents)
 
+    def serving_endpoints(self) -> dict:
+        """Functions and input signatures that keras_gen.export writes, by name.
+
+        The first is also `serving_default`.
+        """
+        latents = tf.TensorSpec([None, self.latent_dim], tf.float32, name="latents")
+        return {
+            "generate": (lambda latents: {"images": self.decode(latents)}, [latents]),
+            "sample": base.sample_endpoint(self.latent_dim, self.decode),
+        }
+
     def decode(self, latents) -> tf.Tensor:
         """Generated images in [0, 1] for latents of shape (batch, latent_dim)."""
         latents = tf.convert_to_tensor(latents, tf.float32)

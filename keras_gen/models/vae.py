@@ -163,6 +163,29 @@ class VAE(keras.Model):
             pixels = tfd.Normal(tf.sigmoid(outputs), tf.exp(self.log_scale))
         return tfd.Independent(pixels, reinterpreted_batch_ndims=3)
 
+    def serving_endpoints(self) -> dict:
+        """Functions and input signatures that keras_gen.export writes, by name.
+
+        The first is also `serving_default`.
+        """
+        latents = tf.TensorSpec([None, self.latent_dim], tf.float32, name="latents")
+        images = tf.TensorSpec([None, *self.image_shape], tf.float32, name="images")
+
+        def encode(images):
+            posterior = self.encode(images)
+            return {"mean": posterior.mean(), "stddev": posterior.stddev()}
+
+        return {
+            "decode": (lambda latents: {"images": self.decode(latents)}, [latents]),
+            "encode": (encode, [images]),
+            "reconstruct": (
+                lambda images: {"images": self.reconstruct(images)},
+                [images],
+            ),
+            "score": (lambda images: {"negative_elbo": self.score(images)}, [images]),
+            "sample": base.sample_endpoint(self.latent_dim, self.decode),
+        }
+
     def decode(self, latents) -> tf.Tensor:
         """Mean images in [0, 1] for the given latents."""
         latents = tf.convert_to_tensor(latents, tf.float32)

@@ -1,0 +1,100 @@
+"""Deployable artifacts: a SavedModel with named signatures, TF Serving's layout, TFLite.
+
+Each model names its endpoints (`serving_endpoints()`): GANs `generate` and `sample`,
+VAEs `decode`, `encode`, `reconstruct`, `score` and `sample`. The first is also
+`serving_default`. The artifacts need TensorFlow only: no keras_gen, no custom objects.
+"""
+
+import os
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from keras_gen import _files
+
+FORMATS = ("saved_model", "serving", "tflite")
+
+
+def saved_model(
+    model: keras.Model, directory: str | os.PathLike, uint8: bool = False
+) -> Path:
+    """Write a SavedModel with the model's named signatures; `uint8` gives 0..255 images."""
+    directory = Path(directory)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, (function, signature) in model.serving_endpoints().items():
+        function = _checked(_with_image_dtype(function, uint8), signature)
+        archive.add_endpoint(name, function, input_signature=signature)
+    with _files.atomic_directory(directory) as staging:
+        archive.write_out(str(staging), verbose=False)
+    return directory
+
+
+def serving(
+    model: keras.Model,
+    directory: str | os.PathLike,
+    model_name: str,
+    version: int | None = None,
+    uint8: bool = False,
+) -> Path:
+    """TF Serving's layout, DIR/<model_name>/<version>/, and a models.config naming it.
+
+    Without `version`, the next number after those present. An existing version is
+    never overwritten.
+    """
+    base = Path(directory) / model_name
+    existing = (
+        sorted(int(p.name) for p in base.glob("*") if p.name.isdigit())
+        if base.exists()
+        else []
+    )
+    version = version if version is not None else (existing[-1] + 1 if existing else 1)
+    if version in existing:
+        raise ValueError(
+            f"{base / str(version)} exists; TF Serving versions are immutable. "
+            f"Pass another --version (the next free one is {existing[-1] + 1})."
+        )
+    saved_model(model, base / str(version), uint8=uint8)
+    config = (
+        "model_config_list {\n"
+        "  config {\n"
+        f'    name: "{model_name}"\n'
+        f'    base_path: "{base.resolve()}"\n'
+        '    model_platform: "tensorflow"\n'
+        "    model_version_policy { all {} }\n"
+        "  }\n"
+        "}\n"
+    )
+    _files.write_text(Path(directory) / "models.config", config)
+    return base / str(version)
+
+
+def _checked(function, signature):
+    """Refuse inputs of the wrong rank or size at the signature, naming the input.
+
+    Saved signatures take any shape, so without this a wrong latent size would fail
+    deep inside the graph with a message about matrix sizes. EnsureShape runs at
+    serving time ("Shape of tensor latents [2,7] is not compatible with expected
+    shape [?,16]").
+    """
+
+    def checked(*args):
+        return function(
+            *(tf.ensure_shape(v, s.shape, name=s.name) for v, s in zip(args, signature))
+        )
+
+    return checked
+
+
+def _with_image_dtype(function, uint8):
+    if not uint8:
+        return function
+
+    def as_uint8(*args):
+        outputs = function(*args)
+        if "images" in outputs:
+            outputs["images"] = tf.cast(tf.round(outputs["images"] * 255.0), tf.uint8)
+        return outputs
+
+    return as_uint8
