@@ -7,7 +7,7 @@ import sys
 
 import tensorflow as tf
 
-from keras_gen import evaluation, images, training, zoo
+from keras_gen import evaluation, export, images, training, zoo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +35,22 @@ def main(argv: list[str] | None = None) -> int:
         "--update-card",
         action="store_true",
         help="write the numbers into the preset's card and model card",
+    )
+    export_command = commands.add_parser(
+        "export", help="write a SavedModel, a TF Serving layout or TFLite files"
+    )
+    export_command.add_argument("preset", help="preset name or preset folder")
+    export_command.add_argument(
+        "--format", choices=export.FORMATS, default="saved_model"
+    )
+    export_command.add_argument("--output", required=True)
+    export_command.add_argument(
+        "--version",
+        type=int,
+        help="serving: version number (default: the next free one)",
+    )
+    export_command.add_argument(
+        "--uint8", action="store_true", help="images as uint8 0..255, ready for PNG"
     )
     train = commands.add_parser(
         "train", help="train a preset's recipe into a preset folder"
@@ -117,6 +133,16 @@ def main(argv: list[str] | None = None) -> int:
                 names = {m["name"] for m in metrics}
                 kept = [m for m in card.get("metrics", []) if m["name"] not in names]
                 zoo.update_card(args.preset, {**card, "metrics": kept + metrics})
+        elif args.command == "export":
+            model = zoo.load(args.preset)
+            if args.format == "saved_model":
+                written = export.saved_model(model, args.output, uint8=args.uint8)
+            else:
+                name = zoo.path(args.preset).name
+                written = export.serving(
+                    model, args.output, name, version=args.version, uint8=args.uint8
+                )
+            print(f"wrote {written}")
         elif args.command == "train":
             if args.deterministic:
                 tf.config.experimental.enable_op_determinism()

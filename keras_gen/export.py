@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from keras_gen import _files
 
-FORMATS = ("saved_model", "serving", "tflite")
+FORMATS = ("saved_model", "serving")
 
 
 def saved_model(

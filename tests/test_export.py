@@ -1,0 +1,244 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tiny
+from test_zoo import TINY_CARD
+
+from keras_gen import cli, export, zoo
+
+SIGNATURES = {
+    "DCGAN": ["generate", "sample", "serving_default"],
+    "VAE": ["decode", "encode", "reconstruct", "score", "sample", "serving_default"],
+}
+
+
+@pytest.fixture(scope="module", params=["DCGAN", "VAE"])
+def exported(request, tmp_path_factory):
+    model = tiny.dcgan() if request.param == "DCGAN" else tiny.vae()
+    directory = export.saved_model(model, tmp_path_factory.mktemp("export") / "model")
+    return request.param, model, directory
+
+
+def inputs_for(family, model):
+    rng = np.random.default_rng(0)
+    latents = rng.standard_normal((3, model.latent_dim)).astype("float32")
+    sample = {"num_samples": np.int32(4), "seed": np.int64(9)}
+    if family == "DCGAN":
+        return {"generate": {"latents": latents}, "sample": sample}
+    images = (rng.random((3, *model.image_shape)) < 0.5).astype("float32")
+    return {
+        "decode": {"latents": latents},
+        "encode": {"images": images},
+        "reconstruct": {"images": images},
+        "score": {"images": images},
+        "sample": sample,
+    }
+
+
+def keras_outputs(family, model, name, arguments):
+    if name in ("generate", "decode"):
+        return {"images": model.decode(arguments["latents"])}
+    if name == "sample":
+        return {
+            "images": model.generate(
+                int(arguments["num_samples"]), seed=int(arguments["seed"])
+            )
+        }
+    if name == "encode":
+        posterior = model.encode(arguments["images"])
+        return {"mean": posterior.mean(), "stddev": posterior.stddev()}
+    if name == "reconstruct":
+        return {"images": model.reconstruct(arguments["images"])}
+    return {"negative_elbo": model.score(arguments["images"])}
+
+
+SCRIPT = """
+import sys
+import numpy as np
+import tensorflow as tf
+directory, requests, answers = sys.argv[1:]
+loaded = tf.saved_model.load(directory)
+assert not any(name.startswith("keras_gen") for name in sys.modules), "TensorFlow only"
+requests = np.load(requests)
+out = {}
+names = sorted({key.split("/")[0] for key in requests.files})
+for name in names:
+    arguments = {k.split("/")[1]: tf.constant(requests[k]) for k in requests.files if k.startswith(name + "/")}
+    for output, value in loaded.signatures[name](**arguments).items():
+        out[name + "/" + output] = value.numpy()
+np.savez(answers, **out)
+"""
+
+
+def test_a_fresh_tensorflow_process_reproduces_every_signature(exported, tmp_path):
+    family, model, directory = exported
+    requests = inputs_for(family, model)
+    flat = {
+        f"{name}/{arg}": value
+        for name, args in requests.items()
+        for arg, value in args.items()
+    }
+    np.savez(tmp_path / "requests.npz", **flat)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            str(directory),
+            str(tmp_path / "requests.npz"),
+            str(tmp_path / "answers.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = np.load(tmp_path / "answers.npz")
+    assert {key.split("/")[0] for key in answers.files} == set(requests)
+    for name, arguments in requests.items():
+        for output, expected in keras_outputs(family, model, name, arguments).items():
+            np.testing.assert_allclose(
+                answers[f"{name}/{output}"], expected, atol=1e-5, rtol=0
+            )
+
+
+def test_signature_names_and_serving_default(exported):
+    family, model, directory = exported
+    loaded = tf.saved_model.load(str(directory))
+    assert sorted(loaded.signatures) == sorted(SIGNATURES[family])
+    first = SIGNATURES[family][0]
+    latents = tf.zeros([2, model.latent_dim])
+    np.testing.assert_array_equal(
+        loaded.signatures["serving_default"](latents=latents)["images"],
+        loaded.signatures[first](latents=latents)["images"],
+    )
+
+
+def test_saved_model_cli_lists_signatures_with_shapes_and_dtypes(exported):
+    family, model, directory = exported
+    cli_path = Path(sys.executable).with_name("saved_model_cli")
+    shown = subprocess.run(
+        [cli_path, "show", "--dir", str(directory), "--all"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+    for name in SIGNATURES[family]:
+        assert f"signature_def['{name}']" in shown
+    assert (
+        f"shape: (-1, {model.latent_dim})" in shown
+        and "name: serving_default_latents:0" in shown
+    )
+    assert "dtype: DT_INT32" in shown and "dtype: DT_INT64" in shown  # sample's inputs
+
+
+def test_bad_requests_are_refused_at_the_signature_with_the_expected_shape(exported):
+    family, model, directory = exported
+    signatures = tf.saved_model.load(str(directory)).signatures
+    decode = signatures[SIGNATURES[family][0]]
+    expected = rf"expected shape \[\?,{model.latent_dim}\]"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
+        decode(latents=tf.zeros([2, model.latent_dim + 1]))  # wrong latent size
+    with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
+        decode(latents=tf.zeros([model.latent_dim]))  # wrong rank
+    with pytest.raises(tf.errors.InvalidArgumentError, match="float"):
+        decode(latents=tf.zeros([2, model.latent_dim], tf.int32))  # wrong dtype
+    seed = tf.constant(1, tf.int64)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="num_samples must be at least 1"
+    ):
+        signatures["sample"](num_samples=tf.constant(-3), seed=seed)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="num_samples must be at most 1024"
+    ):
+        signatures["sample"](num_samples=tf.constant(10**9), seed=seed)
+
+
+def rest_request(signature, body):
+    """The tensors TF Serving's REST API makes of a predict body (row or columnar form)."""
+    if "instances" in body:
+        rows = body["instances"]
+        if isinstance(rows[0], dict):
+            return {k: tf.constant([row[k] for row in rows]) for k in rows[0]}
+        (name,) = signature.structured_input_signature[1]
+        return {name: tf.constant(rows, tf.float32)}
+    return {k: tf.constant(v) for k, v in body["inputs"].items()}
+
+
+def test_tf_serving_rest_bodies_give_the_keras_outputs(exported):
+    family, model, directory = exported
+    name = SIGNATURES[family][0]
+    signature = tf.saved_model.load(str(directory)).signatures[name]
+    latents = (
+        np.random.default_rng(1)
+        .standard_normal((2, model.latent_dim))
+        .astype("float32")
+    )
+    expected = model.decode(latents)
+    bodies = [
+        {"signature_name": name, "instances": latents.tolist()},
+        {"signature_name": name, "inputs": {"latents": latents.tolist()}},
+    ]
+    for body in bodies:
+        body = json.loads(json.dumps(body))  # exactly what goes over the wire
+        images = signature(**rest_request(signature, body))["images"]
+        np.testing.assert_allclose(images, expected, atol=1e-5, rtol=0)
+
+
+def test_uint8_images_are_png_ready(tmp_path):
+    model = tiny.dcgan()
+    directory = export.saved_model(model, tmp_path / "uint8", uint8=True)
+    images = tf.saved_model.load(str(directory)).signatures["sample"](
+        num_samples=tf.constant(2), seed=tf.constant(3, tf.int64)
+    )["images"]
+    assert images.dtype == tf.uint8
+    np.testing.assert_array_equal(
+        images, np.round(model.generate(2, seed=3).numpy() * 255)
+    )
+
+
+def test_serving_layout_versions_are_never_overwritten(tmp_path):
+    model = tiny.vae()
+    first = export.serving(model, tmp_path, "vae_tiny")
+    second = export.serving(model, tmp_path, "vae_tiny")
+    assert (first.name, second.name) == ("1", "2")
+    assert (second / "saved_model.pb").is_file() and (second / "variables").is_dir()
+    config = (tmp_path / "models.config").read_text()
+    assert (
+        'name: "vae_tiny"' in config
+        and f'base_path: "{(tmp_path / "vae_tiny").resolve()}"' in config
+    )
+    with pytest.raises(ValueError, match="versions are immutable.*next free one is 3"):
+        export.serving(model, tmp_path, "vae_tiny", version=1)
+
+
+def test_export_command_on_a_preset_folder(tmp_path):
+    model = tiny.dcgan()
+    card = json.loads(json.dumps(TINY_CARD))
+    folder = zoo.write(tmp_path / "tiny_gan", model, card, model.generate(4, seed=0))
+    assert (
+        cli.main(
+            [
+                "export",
+                str(folder),
+                "--format",
+                "serving",
+                "--output",
+                str(tmp_path / "serving"),
+            ]
+        )
+        == 0
+    )
+    loaded = tf.saved_model.load(str(tmp_path / "serving" / "tiny_gan" / "1"))
+    np.testing.assert_allclose(
+        loaded.signatures["generate"](latents=tf.ones([1, 4]))["images"],
+        model.decode(tf.ones([1, 4])),
+        atol=1e-5,
+    )
