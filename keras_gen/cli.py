@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     export_command.add_argument(
         "--uint8", action="store_true", help="images as uint8 0..255, ready for PNG"
     )
+    export_command.add_argument(
+        "--quantize", choices=export.QUANTIZATIONS, default="none", help="tflite only"
+    )
     train = commands.add_parser(
         "train", help="train a preset's recipe into a preset folder"
     )
@@ -137,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             model = zoo.load(args.preset)
             if args.format == "saved_model":
                 written = export.saved_model(model, args.output, uint8=args.uint8)
+            elif args.format == "tflite":
+                written = export.tflite(
+                    model, args.output, quantize=args.quantize, uint8=args.uint8
+                )
             else:
                 name = zoo.path(args.preset).name
                 written = export.serving(

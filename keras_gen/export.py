@@ -6,6 +6,7 @@ VAEs `decode`, `encode`, `reconstruct`, `score` and `sample`. The first is also
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 import keras
@@ -13,7 +14,13 @@ import tensorflow as tf
 
 from keras_gen import _files
 
-FORMATS = ("saved_model", "serving")
+FORMATS = ("saved_model", "serving", "tflite")
+QUANTIZATIONS = ("none", "float16", "dynamic_range")
+
+# Signatures that draw noise need TensorFlow's stateless random ops, which TFLite has
+# only as Flex (SELECT_TF_OPS) kernels. TFLite files leave them out and stay on
+# builtin ops: on a device, draw the latents yourself and call generate or decode.
+NOT_IN_TFLITE = ("sample", "score")
 
 
 def saved_model(
@@ -68,6 +75,42 @@ def serving(
     )
     _files.write_text(Path(directory) / "models.config", config)
     return base / str(version)
+
+
+def tflite(
+    model: keras.Model,
+    directory: str | os.PathLike,
+    quantize: str = "none",
+    uint8: bool = False,
+) -> Path:
+    """Write DIR/model.tflite holding every signature but those in NOT_IN_TFLITE.
+
+    Builtin ops only (no Flex). The batch size is free: resize the inputs at run time.
+    `quantize`: "float16" halves the file, "dynamic_range" stores int8 weights.
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(
+            f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}"
+        )
+    directory = Path(directory)
+    with tempfile.TemporaryDirectory() as scratch:
+        saved = saved_model(model, Path(scratch) / "saved_model", uint8=uint8)
+        names = [
+            name for name in model.serving_endpoints() if name not in NOT_IN_TFLITE
+        ]
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            str(saved), signature_keys=names
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        flatbuffer = converter.convert()
+    directory.mkdir(parents=True, exist_ok=True)
+    with _files.atomic_path(directory / "model.tflite") as temporary:
+        temporary.write_bytes(flatbuffer)
+    return directory / "model.tflite"
 
 
 def _checked(function, signature):

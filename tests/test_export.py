@@ -242,3 +242,77 @@ def test_export_command_on_a_preset_folder(tmp_path):
         model.decode(tf.ones([1, 4])),
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize("family", ["DCGAN", "VAE"])
+def test_tflite_runs_on_builtin_ops_with_keras_parity_at_any_batch_size(
+    family, tmp_path
+):
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = tiny.dcgan() if family == "DCGAN" else tiny.vae()
+    path = export.tflite(model, tmp_path)
+    interpreter = Interpreter(model_path=str(path))
+    expected = [
+        n
+        for n in SIGNATURES[family]
+        if n not in (*export.NOT_IN_TFLITE, "serving_default")
+    ]
+    assert sorted(interpreter.get_signature_list()) == sorted(expected)
+    for batch in (1, 3):  # the batch size is chosen at run time
+        for name, arguments in inputs_for(family, model).items():
+            if name in export.NOT_IN_TFLITE:
+                continue
+            arguments = {
+                k: np.repeat(v, batch, axis=0)[:batch] for k, v in arguments.items()
+            }
+            outputs = interpreter.get_signature_runner(name)(**arguments)
+            for output, value in keras_outputs(family, model, name, arguments).items():
+                np.testing.assert_allclose(outputs[output], value, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("quantize", ["float16", "dynamic_range"])
+def test_quantized_tflite_is_smaller_and_close(quantize, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = tiny.dcgan(generator_filters=16)
+    full = export.tflite(model, tmp_path / "full")
+    small = export.tflite(model, tmp_path / quantize, quantize=quantize)
+    assert small.stat().st_size < full.stat().st_size
+    latents = np.random.default_rng(0).standard_normal((2, 4)).astype("float32")
+    images = Interpreter(model_path=str(small)).get_signature_runner("generate")(
+        latents=latents
+    )
+    assert np.max(np.abs(images["images"] - model.decode(latents).numpy())) < 0.1
+
+
+def test_tf_serving_grpc_predict_request_round_trip(exported):
+    from tensorflow_serving.apis import predict_pb2
+
+    family, model, directory = exported
+    name = SIGNATURES[family][0]
+    latents = (
+        np.random.default_rng(2)
+        .standard_normal((2, model.latent_dim))
+        .astype("float32")
+    )
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "model"
+    request.model_spec.signature_name = name
+    request.inputs["latents"].CopyFrom(tf.make_tensor_proto(latents))
+    request = predict_pb2.PredictRequest.FromString(
+        request.SerializeToString()
+    )  # the wire
+
+    # What the model server does: tensors in by input name, the signature, tensors out.
+    signature = tf.saved_model.load(str(directory)).signatures[
+        request.model_spec.signature_name
+    ]
+    inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+    response = predict_pb2.PredictResponse()
+    for key, value in signature(**inputs).items():
+        response.outputs[key].CopyFrom(tf.make_tensor_proto(value.numpy()))
+    response = predict_pb2.PredictResponse.FromString(response.SerializeToString())
+
+    images = tf.make_ndarray(response.outputs["images"])
+    np.testing.assert_allclose(images, model.decode(latents), atol=1e-5, rtol=0)
