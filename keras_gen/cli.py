@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     export_command.add_argument(
         "--quantize", choices=export.QUANTIZATIONS, default="none", help="tflite only"
     )
+    export_command.add_argument(
+        "--update-card",
+        action="store_true",
+        help="tflite: record the file size and the error against Keras in the card",
+    )
     train = commands.add_parser(
         "train", help="train a preset's recipe into a preset folder"
     )
@@ -133,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             for metric in metrics:
                 print(f"{metric['name']:45} {metric['value']:.6g}")
             if args.update_card:
-                names = {m["name"] for m in metrics}
-                kept = [m for m in card.get("metrics", []) if m["name"] not in names]
-                zoo.update_card(args.preset, {**card, "metrics": kept + metrics})
+                _record(args.preset, metrics, shlex.join(["keras-gen", *argv]))
         elif args.command == "export":
             model = zoo.load(args.preset)
             if args.format == "saved_model":
@@ -144,6 +147,21 @@ def main(argv: list[str] | None = None) -> int:
                 written = export.tflite(
                     model, args.output, quantize=args.quantize, uint8=args.uint8
                 )
+                label = f"tflite ({args.quantize})"
+                metrics = [
+                    {
+                        "name": f"{label} file size, MB",
+                        "value": written.stat().st_size / 2**20,
+                    },
+                    {
+                        "name": f"{label} max abs error vs Keras",
+                        "value": export.tflite_error(model, written),
+                    },
+                ]
+                for metric in metrics:
+                    print(f"{metric['name']:45} {metric['value']:.6g}")
+                if args.update_card:
+                    _record(args.preset, metrics, shlex.join(["keras-gen", *argv]))
             else:
                 name = zoo.path(args.preset).name
                 written = export.serving(
@@ -172,6 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"keras-gen: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _record(preset, metrics, command):
+    """Put measured metrics, with the command that measured them, into a preset's card."""
+    card = zoo.card(preset)
+    metrics = [{**metric, "command": command} for metric in metrics]
+    names = {metric["name"] for metric in metrics}
+    kept = [metric for metric in card.get("metrics", []) if metric["name"] not in names]
+    zoo.update_card(preset, {**card, "metrics": kept + metrics})
 
 
 if __name__ == "__main__":

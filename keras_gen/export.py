@@ -113,6 +113,24 @@ def tflite(
     return directory / "model.tflite"
 
 
+def tflite_error(
+    model: keras.Model, path: str | os.PathLike, num_samples: int = 16
+) -> float:
+    """Largest |TFLite - Keras| over the images of `num_samples` fixed latents.
+
+    Needs the LiteRT interpreter: pip install ai-edge-litert.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    name = next(iter(model.serving_endpoints()))  # generate or decode
+    latents = tf.random.stateless_normal(
+        (num_samples, model.latent_dim), seed=(0, 0)
+    ).numpy()
+    runner = Interpreter(model_path=str(path)).get_signature_runner(name)
+    images = runner(latents=latents)["images"]
+    return float(abs(images.astype("float64") - model.decode(latents).numpy()).max())
+
+
 def _checked(function, signature):
     """Refuse inputs of the wrong rank or size at the signature, naming the input.
 

@@ -316,3 +316,29 @@ def test_tf_serving_grpc_predict_request_round_trip(exported):
 
     images = tf.make_ndarray(response.outputs["images"])
     np.testing.assert_allclose(images, model.decode(latents), atol=1e-5, rtol=0)
+
+
+def test_tflite_export_records_size_and_error_in_the_card(tmp_path, capsys):
+    model = tiny.dcgan()
+    card = json.loads(json.dumps(TINY_CARD))
+    folder = zoo.write(tmp_path / "tiny_gan", model, card, model.generate(4, seed=0))
+    argv = [
+        "export",
+        str(folder),
+        "--format",
+        "tflite",
+        "--quantize",
+        "float16",
+        "--output",
+        str(tmp_path / "lite"),
+        "--update-card",
+    ]
+    assert cli.main(argv) == 0
+    metrics = {m["name"]: m for m in zoo.card(folder)["metrics"]}
+    error = metrics["tflite (float16) max abs error vs Keras"]
+    assert 0 < error["value"] < 0.1 and error["command"] == "keras-gen " + " ".join(
+        argv
+    )
+    size = (tmp_path / "lite" / "model.tflite").stat().st_size / 2**20
+    assert metrics["tflite (float16) file size, MB"]["value"] == pytest.approx(size)
+    zoo.load(folder)  # the weights are untouched and still verify
