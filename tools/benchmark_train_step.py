@@ -129,7 +129,9 @@ def main() -> None:
     pipeline_rate = count / (time.perf_counter() - start)
 
     print(f"{args.model}, batch {args.batch_size}, {timed} timed steps")
-    print(f"input pipeline {pipeline_rate:8.1f} images/s (alone; must far exceed the rates below)")
+    print(
+        f"input pipeline {pipeline_rate:8.1f} images/s (alone; must far exceed the rates below)"
+    )
     print(f"model.fit      {fit_rate:8.1f} images/s")
     print(f"hand loop      {hand_rate:8.1f} images/s")
     print(f"fit/hand ratio {fit_rate / hand_rate:8.3f}")
