@@ -201,6 +201,17 @@ def model_card(preset_card: dict) -> str:
         ]
     else:
         lines += ["Not trained yet.", ""]
+    endpoints = builtins.list(build(c).serving_endpoints())
+    lines += [
+        "## Export",
+        "",
+        (
+            f"`keras-gen export {c['name']} --format saved_model|serving|tflite --output DIR` "
+            f"writes signatures {', '.join(f'`{n}`' for n in endpoints)}; "
+            f"`serving_default` is `{endpoints[0]}` (see the main README for their inputs)."
+        ),
+        "",
+    ]
     lines += ["## Measured", ""]
     by_command = {}
     for metric in c.get("metrics", []):
