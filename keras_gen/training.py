@@ -299,6 +299,8 @@ def train(
         callbacks.append(TensorBoard(logdir, hparams, reference_images=reference))
     if done:
         print(f"resuming at step {done} of {total_steps} from {state_dir}")
+    if verbose is None:  # a progress bar in a terminal, one line per epoch in a log
+        verbose = 1 if sys.stdout.isatty() else 2
     # A run interrupted mid-epoch first finishes that epoch, then runs the rest.
     while done < total_steps and state.diverged is None:
         epoch, into_epoch = divmod(done, steps_per_epoch)
@@ -312,13 +314,9 @@ def train(
             ),
             initial_epoch=epoch,
             epochs=epoch + 1 if into_epoch else epochs,
-            steps_per_epoch=steps_per_epoch - into_epoch
-            if into_epoch
-            else steps_per_epoch,
+            steps_per_epoch=steps_per_epoch - into_epoch,
             callbacks=callbacks,
-            verbose=verbose
-            if verbose is not None
-            else (1 if sys.stdout.isatty() else 2),
+            verbose=verbose,
         )
         done = step(model)
     # Every worker prints this; equal lines prove the replicas ended in sync.
@@ -333,6 +331,8 @@ def train(
             f"checkpoint is kept in {state_dir}; lower the learning rate or change "
             "the seed, then run the same command to continue from it."
         )
+    if not chief:
+        return output  # the chief measures and writes the preset
     history = model.history.history if getattr(model, "history", None) else {}
     final = {name: float(values[-1]) for name, values in history.items() if values}
     metrics = [
@@ -369,9 +369,8 @@ def train(
         },
         "metrics": metrics,
     }
-    if chief:
-        zoo.write(output, trained, trained_card, trained.generate(64, seed=SAMPLE_SEED))
-        shutil.rmtree(state_dir, ignore_errors=True)
+    zoo.write(output, trained, trained_card, trained.generate(64, seed=SAMPLE_SEED))
+    shutil.rmtree(state_dir, ignore_errors=True)
     return output
 
 
