@@ -26,8 +26,12 @@ def zoo_table() -> str:
             if trained
             else "not yet"
         )
-        tests = [m for m in card.get("metrics", []) if m["name"].startswith("test ")]
-        measured = ", ".join(f"{m['name'][5:]} {m['value']:.4g}" for m in tests) or "-"
+        shown = [
+            m
+            for m in card.get("metrics", [])
+            if m["name"].startswith(("test ", "pixel diversity"))
+        ]
+        measured = ", ".join(f"{m['name']} {m['value']:.4g}" for m in shown) or "-"
         rows.append(
             f"| [{name}](zoo/{name}/README.md) | {card['model']['class']} | "
             f"{card['data']['dataset']} ({card['data']['split']}) | {when} | {measured} |"
