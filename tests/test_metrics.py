@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+import scipy.linalg
+
+from keras_gen import metrics
+
+
+def statistics(features, batch_size=None):
+    stats = metrics.FeatureStatistics()
+    batch_size = batch_size or len(features)
+    for i in range(0, len(features), batch_size):
+        stats.update(features[i : i + batch_size])
+    return stats
+
+
+def test_fid_of_two_gaussians_has_the_closed_form():
+    # Diagonal covariances: FID = |mu_a - mu_b|^2 + sum (sa + sb - 2 sqrt(sa sb)).
+    mean_a, mean_b = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    var_a, var_b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
+    expected = 1 + 4 + np.sum(var_a + var_b - 2 * np.sqrt(var_a * var_b))
+    got = metrics.frechet_distance(mean_a, np.diag(var_a), mean_b, np.diag(var_b))
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_fid_matches_an_independent_scipy_computation():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((500, 16))
+    b = rng.standard_normal((400, 16)) @ rng.standard_normal((16, 16)) * 0.5 + 0.3
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = scipy.linalg.sqrtm(s_a @ s_b).real
+    expected = np.sum((mu_a - mu_b) ** 2) + np.trace(s_a + s_b - 2 * root)
+    assert metrics.fid(statistics(a), statistics(b)) == pytest.approx(
+        expected, rel=1e-8
+    )
+
+
+def test_fid_of_a_set_with_itself_is_zero_even_when_singular():
+    features = np.random.default_rng(1).standard_normal(
+        (10, 64)
+    )  # fewer samples than dims
+    stats = statistics(features)
+    assert metrics.fid(stats, stats) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_statistics_do_not_depend_on_batch_size_or_order():
+    features = np.random.default_rng(2).standard_normal((101, 5))
+    whole = statistics(features)
+    shuffled = statistics(
+        features[np.random.default_rng(3).permutation(101)], batch_size=7
+    )
+    np.testing.assert_allclose(whole.mean, shuffled.mean, rtol=1e-12)
+    np.testing.assert_allclose(
+        whole.covariance, np.cov(features, rowvar=False), rtol=1e-10
+    )
+    np.testing.assert_allclose(whole.covariance, shuffled.covariance, rtol=1e-10)
+
+
+def test_kid_is_unbiased_for_samples_of_one_distribution():
+    rng = np.random.default_rng(4)
+    same = [
+        metrics.kid(
+            rng.standard_normal((60, 8)), rng.standard_normal((60, 8)), subsets=20
+        )[0]
+        for _ in range(30)
+    ]
+    # Unbiased: the mean over many draws is near 0 and takes both signs (a biased
+    # estimator would stay positive).
+    assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(len(same)) + 1e-3
+    assert min(same) < 0 < max(same)
+    far, _ = metrics.kid(rng.standard_normal((60, 8)), rng.standard_normal((60, 8)) + 3)
+    assert far > 10 * max(same)
+
+
+def test_kid_does_not_depend_on_order_beyond_its_subsets():
+    rng = np.random.default_rng(5)
+    real, generated = rng.standard_normal((50, 4)), rng.standard_normal((50, 4)) + 0.5
+    one = metrics.kid(real, generated, subsets=1, subset_size=50)
+    other = metrics.kid(real[::-1], generated[::-1], subsets=1, subset_size=50)
+    assert one[0] == pytest.approx(other[0], rel=1e-10)
+
+
+def test_precision_recall_on_identical_and_far_apart_sets():
+    points = np.random.default_rng(6).standard_normal((200, 3))
+    assert metrics.precision_recall(points, points) == (1.0, 1.0)
+    assert metrics.precision_recall(points, points + 100.0) == (0.0, 0.0)
+    shuffled = points[np.random.default_rng(7).permutation(200)]
+    assert metrics.precision_recall(points, shuffled, batch_size=17) == (1.0, 1.0)
+
+
+def test_precision_recall_see_a_collapsed_generator():
+    rng = np.random.default_rng(8)
+    real = rng.standard_normal((300, 2))
+    collapsed = rng.standard_normal((300, 2)) * 0.05  # all samples near one mode
+    precision, recall = metrics.precision_recall(real, collapsed)
+    assert precision > 0.9 and recall < 0.2
+
+
+def test_inception_score_bounds():
+    uniform = np.full((100, 10), 0.1)
+    assert metrics.inception_score(uniform)[0] == pytest.approx(1.0)
+    confident = np.eye(10)[np.arange(100) % 10]
+    assert metrics.inception_score(confident, splits=1)[0] == pytest.approx(10.0)
+    assert metrics.inception_score(confident[::-1], splits=1)[0] == pytest.approx(10.0)
+
+
+def test_mode_coverage_counts_classes_and_kl():
+    data = np.full(10, 0.1)
+    balanced = metrics.mode_coverage(np.arange(1000) % 10, data)
+    assert balanced["covered"] == 10 and balanced["kl"] == pytest.approx(0.0, abs=1e-12)
+    collapsed = metrics.mode_coverage(np.array([3] * 990 + [4] * 10), data)
+    assert collapsed["covered"] == 1 and collapsed["kl"] == np.inf
+    assert collapsed["histogram"][3] == 990
+
+
+def test_memorisation_ratio():
+    rng = np.random.default_rng(9)
+    train, test = rng.random((50, 4, 4)), rng.random((50, 4, 4))
+    copies = train[:20] + 1e-3
+    assert metrics.memorisation_ratio(copies, train, test) < 0.05
+    fresh = rng.random((40, 4, 4))
+    assert 0.7 < metrics.memorisation_ratio(fresh, train, test) < 1.4
+
+
+def test_bits_per_dim_of_a_known_density():
+    # A uniform distribution over 256 values per pixel: 8 bits per dimension exactly.
+    nats = np.full(5, 784 * np.log(256))
+    assert metrics.bits_per_dim(nats, 784) == pytest.approx(8.0)
