@@ -1,7 +1,7 @@
 """keras_gen: generative models for Keras 3, with a zoo of trained presets.
 
-    import keras_gen
-    images = keras_gen.zoo.load("dcgan_faces").generate(64, seed=0)
+import keras_gen
+images = keras_gen.zoo.load("dcgan_faces").generate(64, seed=0)
 """
 
 from keras_gen import data, evaluation, export, metrics, training, zoo

@@ -76,17 +76,13 @@ def pipeline(
         batch = tf.cast(tf.gather(images, index), tf.float32) / 255.0
         if binarize == "fixed":
             # Each image gets its own noise, keyed by its index: fixed whatever the order.
-            noise = tf.map_fn(
-                lambda i: tf.random.stateless_uniform(images.shape[1:], seed=[seed, i]),
-                index,
+            return tf.map_fn(
+                lambda pair: _bernoulli(pair[0], tf.stack([seed, pair[1]])),
+                (batch, index),
                 fn_output_signature=tf.float32,
             )
-            batch = tf.cast(noise < batch, tf.float32)
-        elif binarize == "dynamic":
-            noise = tf.random.stateless_uniform(
-                tf.shape(batch), seed=tf.stack([key, seed])
-            )
-            batch = tf.cast(noise < batch, tf.float32)
+        if binarize == "dynamic":
+            return _bernoulli(batch, tf.stack([key, seed]))
         return batch
 
     return (
@@ -124,16 +120,19 @@ def training_pipeline(
         indices = tf.random.experimental.index_shuffle(offsets, key, count - 1)
         pixels = tf.cast(tf.gather(images, indices), tf.float32) / 255.0
         if binarize:
-            noise = tf.random.stateless_uniform(
-                tf.shape(pixels), seed=tf.stack([key[0], -1 - step])
-            )
-            pixels = tf.cast(noise < pixels, tf.float32)
+            pixels = _bernoulli(pixels, tf.stack([key[0], -1 - step]))
         return pixels
 
     steps = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
     return steps.map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
         tf.data.AUTOTUNE
     )
+
+
+def _bernoulli(intensities, seed):
+    """Binary pixels drawn from Bernoulli(intensity) with a stateless seed."""
+    noise = tf.random.stateless_uniform(tf.shape(intensities), seed=seed)
+    return tf.cast(noise < intensities, tf.float32)
 
 
 def load_images(
