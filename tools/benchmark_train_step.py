@@ -108,7 +108,12 @@ def main() -> None:
     model.compile(**compile_args)
     timer = _Timer(args.warmup)
     model.fit(
-        dataset, steps_per_epoch=args.steps, epochs=1, verbose=0, callbacks=[timer]
+        dataset,
+        steps_per_epoch=args.steps,
+        epochs=1,
+        verbose=0,
+        shuffle=False,
+        callbacks=[timer],
     )
     fit_rate = timed * args.batch_size / (timer.end - timer.start)
 

@@ -34,6 +34,16 @@ def standard_normal(num_samples, dim, seed):
     return tf.random.stateless_normal((num_samples, dim), seed=(seed, 0))
 
 
+def checked_latents(latents, latent_dim: int) -> tf.Tensor:
+    """Latents as float32 (batch, latent_dim), or a ValueError naming that shape."""
+    latents = tf.convert_to_tensor(latents, tf.float32)
+    if latents.shape.rank != 2 or latents.shape[-1] != latent_dim:
+        raise ValueError(
+            f"expected latents of shape (batch, {latent_dim}), got {tuple(latents.shape)}"
+        )
+    return latents
+
+
 def images(data):
     """The images of a batch that may also carry labels or other extras."""
     return data[0] if isinstance(data, (tuple, list)) else data

@@ -327,11 +327,7 @@ class DCGAN(keras.Model):
 
     def decode(self, latents) -> tf.Tensor:
         """Generated images in [0, 1] for latents of shape (batch, latent_dim)."""
-        latents = tf.convert_to_tensor(latents, tf.float32)
-        if latents.shape.rank != 2 or latents.shape[-1] != self.latent_dim:
-            raise ValueError(
-                f"expected latents of shape (batch, {self.latent_dim}), got {tuple(latents.shape)}"
-            )
+        latents = base.checked_latents(latents, self.latent_dim)
         return tf.clip_by_value(
             (self.generator(latents, training=False) + 1.0) / 2.0, 0.0, 1.0
         )

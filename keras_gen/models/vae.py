@@ -188,11 +188,7 @@ class VAE(keras.Model):
 
     def decode(self, latents) -> tf.Tensor:
         """Mean images in [0, 1] for the given latents."""
-        latents = tf.convert_to_tensor(latents, tf.float32)
-        if latents.shape.rank != 2 or latents.shape[-1] != self.latent_dim:
-            raise ValueError(
-                f"expected latents of shape (batch, {self.latent_dim}), got {tuple(latents.shape)}"
-            )
+        latents = base.checked_latents(latents, self.latent_dim)
         return tf.clip_by_value(self.likelihood_distribution(latents).mean(), 0.0, 1.0)
 
     def reconstruct(self, images) -> tf.Tensor:
