@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             for metric in metrics:
                 print(f"{metric['name']:45} {metric['value']:.6g}")
             if args.update_card:
-                _record(args.preset, metrics, shlex.join(["keras-gen", *argv]))
+                zoo.record_metrics(
+                    args.preset, metrics, shlex.join(["keras-gen", *argv])
+                )
         elif args.command == "export":
             model = zoo.load(args.preset)
             if args.format == "saved_model":
@@ -147,21 +149,13 @@ def main(argv: list[str] | None = None) -> int:
                 written = export.tflite(
                     model, args.output, quantize=args.quantize, uint8=args.uint8
                 )
-                label = f"tflite ({args.quantize})"
-                metrics = [
-                    {
-                        "name": f"{label} file size, MB",
-                        "value": written.stat().st_size / 2**20,
-                    },
-                    {
-                        "name": f"{label} max abs error vs Keras",
-                        "value": export.tflite_error(model, written),
-                    },
-                ]
+                metrics = export.tflite_metrics(model, written, args.quantize)
                 for metric in metrics:
                     print(f"{metric['name']:45} {metric['value']:.6g}")
                 if args.update_card:
-                    _record(args.preset, metrics, shlex.join(["keras-gen", *argv]))
+                    zoo.record_metrics(
+                        args.preset, metrics, shlex.join(["keras-gen", *argv])
+                    )
             else:
                 name = zoo.path(args.preset).name
                 written = export.serving(
@@ -190,15 +184,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"keras-gen: error: {error}", file=sys.stderr)
         return 2
     return 0
-
-
-def _record(preset, metrics, command):
-    """Put measured metrics, with the command that measured them, into a preset's card."""
-    card = zoo.card(preset)
-    metrics = [{**metric, "command": command} for metric in metrics]
-    names = {metric["name"] for metric in metrics}
-    kept = [metric for metric in card.get("metrics", []) if metric["name"] not in names]
-    zoo.update_card(preset, {**card, "metrics": kept + metrics})
 
 
 if __name__ == "__main__":

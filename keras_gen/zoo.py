@@ -151,6 +151,20 @@ def _at_commit(trained: dict) -> str:
     return f" at commit {commit}" if commit else ""
 
 
+def record_metrics(
+    name_or_path: str | os.PathLike, metrics: list[dict], command: str
+) -> None:
+    """Put measured metrics into a preset's card, each naming the command that measured it.
+
+    A metric of the same name is replaced; the weights are not touched.
+    """
+    preset_card = card(name_or_path)
+    metrics = [{**metric, "command": command} for metric in metrics]
+    names = {metric["name"] for metric in metrics}
+    kept = [m for m in preset_card.get("metrics", []) if m["name"] not in names]
+    update_card(name_or_path, {**preset_card, "metrics": kept + metrics})
+
+
 def model_card(preset_card: dict) -> str:
     """The README of a preset, made from its card so the two never disagree."""
     c = preset_card
