@@ -152,7 +152,7 @@ def _at_commit(trained: dict) -> str:
 
 
 def record_metrics(
-    name_or_path: str | os.PathLike, metrics: list[dict], command: str
+    name_or_path: str | os.PathLike, metrics: builtins.list[dict], command: str
 ) -> None:
     """Put measured metrics into a preset's card, each naming the command that measured it.
 
