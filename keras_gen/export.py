@@ -113,6 +113,17 @@ def tflite(
     return directory / "model.tflite"
 
 
+def tflite_metrics(
+    model: keras.Model, path: str | os.PathLike, quantize: str
+) -> list[dict]:
+    """The file size and the error against Keras of a TFLite file, as card metrics."""
+    label = f"tflite ({quantize})"
+    return [
+        {"name": f"{label} file size, MB", "value": Path(path).stat().st_size / 2**20},
+        {"name": f"{label} max abs error vs Keras", "value": tflite_error(model, path)},
+    ]
+
+
 def tflite_error(
     model: keras.Model, path: str | os.PathLike, num_samples: int = 16
 ) -> float:
