@@ -63,16 +63,23 @@ def serving(
             f"Pass another --version (the next free one is {existing[-1] + 1})."
         )
     saved_model(model, base / str(version), uint8=uint8)
-    config = (
-        "model_config_list {\n"
+    # The config lists every model in the folder, so exporting a second preset
+    # beside the first serves both.
+    served = sorted(
+        folder
+        for folder in Path(directory).iterdir()
+        if any((v / "saved_model.pb").is_file() for v in folder.glob("[0-9]*"))
+    )
+    entries = "".join(
         "  config {\n"
-        f'    name: "{model_name}"\n'
-        f'    base_path: "{base.resolve()}"\n'
+        f'    name: "{folder.name}"\n'
+        f'    base_path: "{folder.resolve()}"\n'
         '    model_platform: "tensorflow"\n'
         "    model_version_policy { all {} }\n"
         "  }\n"
-        "}\n"
+        for folder in served
     )
+    config = "model_config_list {\n" + entries + "}\n"
     _files.write_text(Path(directory) / "models.config", config)
     return base / str(version)
 

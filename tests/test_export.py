@@ -217,6 +217,10 @@ def test_serving_layout_versions_are_never_overwritten(tmp_path):
     )
     with pytest.raises(ValueError, match="versions are immutable.*next free one is 3"):
         export.serving(model, tmp_path, "vae_tiny", version=1)
+    export.serving(tiny.dcgan(), tmp_path, "gan_tiny")
+    config = (tmp_path / "models.config").read_text()
+    assert config.count("config {") == 2
+    assert 'name: "gan_tiny"' in config and 'name: "vae_tiny"' in config
 
 
 def test_export_command_on_a_preset_folder(tmp_path):

@@ -237,7 +237,8 @@ class DCGAN(keras.Model):
         ]
 
     def call(self, latents, training=False):
-        return self.generator(latents, training=training)
+        # Images in [0, 1], like generate and decode, not the generator's tanh range.
+        return (self.generator(latents, training=training) + 1.0) / 2.0
 
     def train_step(self, data):
         real = base.images(data) * 2.0 - 1.0  # the generator's tanh range
