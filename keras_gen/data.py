@@ -16,6 +16,30 @@ import numpy as np
 import tensorflow as tf
 
 DATASETS = ("faces", "mnist", "fashion_mnist")
+# The labels each dataset carries: head name -> class names, in label-index order.
+# Faces' ages (years) are grouped into spans wide enough to judge from a 64x64 face.
+AGE_GROUPS = ((0, 12), (13, 29), (30, 44), (45, 64), (65, 200))
+CLASSES = {
+    "mnist": {"digit": tuple("0123456789")},
+    "fashion_mnist": {
+        "class": (
+            "t-shirt/top",
+            "trouser",
+            "pullover",
+            "dress",
+            "coat",
+            "sandal",
+            "shirt",
+            "sneaker",
+            "bag",
+            "ankle boot",
+        )
+    },
+    "faces": {
+        "age": ("0-12", "13-29", "30-44", "45-64", "65+"),
+        "gender": ("female", "male"),
+    },
+}
 SPLITS = ("train", "test")
 FACES_SIZE = 64
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -59,10 +83,21 @@ def load(
 
 
 def pipeline(
-    images, *, batch_size=64, shuffle=True, seed=0, binarize=None, drop_remainder=False
+    images,
+    *,
+    batch_size=64,
+    shuffle=True,
+    seed=0,
+    binarize=None,
+    drop_remainder=False,
+    labels=None,
 ):
-    """uint8 images in memory -> shuffled float batches; shuffling indices keeps it cheap."""
+    """uint8 images in memory -> shuffled float batches; shuffling indices keeps it cheap.
+
+    With `labels` (int, (N, heads)) each batch is (images, labels).
+    """
     images = tf.constant(images)
+    label_table = None if labels is None else tf.constant(labels, tf.int32)
     count = int(images.shape[0])
     indices = tf.data.Dataset.range(count)
     if shuffle:
@@ -76,14 +111,16 @@ def pipeline(
         batch = tf.cast(tf.gather(images, index), tf.float32) / 255.0
         if binarize == "fixed":
             # Each image gets its own noise, keyed by its index: fixed whatever the order.
-            return tf.map_fn(
+            batch = tf.map_fn(
                 lambda pair: _bernoulli(pair[0], tf.stack([seed, pair[1]])),
                 (batch, index),
                 fn_output_signature=tf.float32,
             )
-        if binarize == "dynamic":
-            return _bernoulli(batch, tf.stack([key, seed]))
-        return batch
+        elif binarize == "dynamic":
+            batch = _bernoulli(batch, tf.stack([key, seed]))
+        if label_table is None:
+            return batch
+        return batch, tf.gather(label_table, index)
 
     return (
         tf.data.Dataset.zip(batches, keys)
@@ -99,6 +136,7 @@ def training_pipeline(
     seed: int = 0,
     start_step: int = 0,
     binarize: bool = False,
+    labels: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Endless training batches in which batch t is a pure function of (seed, t).
 
@@ -106,8 +144,10 @@ def training_pipeline(
     batch) in an order given by a stateless shuffle keyed by (seed, e), so a run
     resumed at step t sees exactly the batches it would have seen, whatever the
     number of replicas or restarts. `binarize` draws fresh pixels at every step.
+    With `labels` (int32, (N, heads)) each batch is (images, labels).
     """
     images = tf.constant(images)
+    label_table = None if labels is None else tf.constant(labels, tf.int32)
     count = int(images.shape[0])
     steps_per_pass = count // batch_size
     if steps_per_pass < 1:
@@ -121,12 +161,50 @@ def training_pipeline(
         pixels = tf.cast(tf.gather(images, indices), tf.float32) / 255.0
         if binarize:
             pixels = _bernoulli(pixels, tf.stack([key[0], -1 - step]))
-        return pixels
+        if label_table is None:
+            return pixels
+        return pixels, tf.gather(label_table, indices)
 
     steps = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
     return steps.map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
         tf.data.AUTOTUNE
     )
+
+
+def load_labels(
+    name: str, split: str = "train", *, source: str | os.PathLike | None = None
+) -> np.ndarray:
+    """Labels of one split, int32 (N, heads), aligned with `load_images`; heads in CLASSES.
+
+    Read from the same local files as the images (faces: the labels file beside
+    them, ages grouped into AGE_GROUPS); TFDS when online for mnist and fashion_mnist.
+    """
+    if name not in CLASSES:
+        raise ValueError(
+            f"unknown dataset {name!r}; choose one of {', '.join(CLASSES)}"
+        )
+    tried = []
+    for candidate in _local_candidates(name, source):
+        if candidate.exists():
+            return _LABEL_READERS[name](candidate, split)
+        tried.append(str(candidate))
+    if name != "faces":
+        try:
+            return _labels_from_tfds(name, split)
+        except Exception as error:  # noqa: BLE001 - reported below with every source tried
+            tried.append(
+                f"TFDS {_TFDS_NAMES[name]!r} ({type(error).__name__}: {error})"
+            )
+    raise DataSourceError(
+        f"no labels for dataset {name!r}. Tried:\n  - "
+        + "\n  - ".join(tried)
+        + f"\n{_HOW_TO_GET[name]}"
+    )
+
+
+def class_names(name: str) -> dict[str, tuple[str, ...]]:
+    """Head name -> class names of a dataset's labels."""
+    return {head: tuple(names) for head, names in CLASSES[name].items()}
 
 
 def _bernoulli(intensities, seed):
@@ -210,6 +288,57 @@ def _read_npz(path, split):
                 f"{path} has no array {key!r}; it holds {sorted(arrays.files)}"
             )
         return _with_channels(arrays[key])
+
+
+def _read_npz_labels(path, split):
+    with np.load(path, allow_pickle=False) as arrays:
+        key = f"y_{split}"
+        if key not in arrays:
+            raise ValueError(
+                f"{path} has no array {key!r}; it holds {sorted(arrays.files)}"
+            )
+        return arrays[key].astype(np.int32)[:, None]
+
+
+def _read_idx_labels(path, split):
+    labels_file = Path(path) / _FASHION_FILES[split][1]
+    if not labels_file.exists():
+        raise DataSourceError(f"{path} has no {labels_file.name}")
+    return read_idx(labels_file).astype(np.int32)[:, None]
+
+
+def _read_face_labels(path, split):
+    """(age group, gender) per image of the split, in the sorted order images load in."""
+    path = Path(path)
+    table = _labels_path(path)
+    if not table.exists():
+        raise DataSourceError(
+            f"{path} has no labels file {table.name} (columns member, age, gender, split)"
+        )
+    lines = table.read_text().splitlines()
+    header = lines[0].split("\t")
+    missing = {"member", "age", "gender", "split"} - set(header)
+    if missing:
+        raise ValueError(
+            f"{table} lacks the columns {sorted(missing)}; it has {header}"
+        )
+    column = {name: header.index(name) for name in ("member", "age", "gender", "split")}
+    genders = CLASSES["faces"]["gender"]
+    rows = sorted(
+        row
+        for row in (line.split("\t") for line in lines[1:] if line)
+        if row[column["split"]] == split
+    )
+    labels = []
+    for row in rows:
+        age, gender = int(row[column["age"]]), row[column["gender"]]
+        if gender not in genders:
+            raise ValueError(f"{table}: gender {gender!r} is not one of {genders}")
+        group = next(
+            i for i, (low, high) in enumerate(AGE_GROUPS) if low <= age <= high
+        )
+        labels.append((group, genders.index(gender)))
+    return np.asarray(labels, np.int32).reshape(-1, 2)
 
 
 def _read_idx_folder(path, split):
@@ -357,4 +486,18 @@ def _from_tfds(name, split):
     return _with_channels(np.concatenate(list(tfds.as_numpy(dataset.batch(4096)))))
 
 
+def _labels_from_tfds(name, split):
+    import tensorflow_datasets as tfds
+
+    dataset = tfds.load(_TFDS_NAMES[name], split=split).map(lambda e: e["label"])
+    return np.concatenate(list(tfds.as_numpy(dataset.batch(4096)))).astype(np.int32)[
+        :, None
+    ]
+
+
 _READERS = {"faces": _read_faces, "mnist": _read_npz, "fashion_mnist": _read_idx_folder}
+_LABEL_READERS = {
+    "faces": _read_face_labels,
+    "mnist": _read_npz_labels,
+    "fashion_mnist": _read_idx_labels,
+}

@@ -17,31 +17,18 @@ import keras
 import numpy as np
 import tiny
 
-from keras_gen.models import DCGAN, base
-
-MODELS = {
-    "DCGAN": lambda: tiny.dcgan(seed=5),
-    "VAE": lambda: tiny.vae(beta=2.0, seed=5),
-}
+from keras_gen.models import base
 
 
-def compile_with_sgd(model):
-    # Plain SGD: a loss scaled by the replica count would show in the update (Adam hides it).
-    if isinstance(model, DCGAN):
-        model.compile(
-            generator_optimizer=keras.optimizers.SGD(0.1),
-            discriminator_optimizer=keras.optimizers.SGD(0.1),
-        )
-    else:
-        model.compile(optimizer=keras.optimizers.SGD(0.1))
-
-
-def train(name, strategy, initial, images):
+def train(name, strategy, initial, data):
+    family = tiny.FAMILIES[name]
     with strategy.scope():
-        model = MODELS[name]()
+        model = family.make(seed=5)
         model.set_weights(initial)
-        compile_with_sgd(model)
-    dataset = tf.data.Dataset.from_tensor_slices(images).batch(8)
+        # Plain SGD: a loss scaled by the replica count would show in the update
+        # (Adam hides it).
+        family.compile(model, lambda: keras.optimizers.SGD(0.1))
+    dataset = tf.data.Dataset.from_tensor_slices(data).batch(8)
     history = model.fit(dataset, epochs=1, verbose=0, shuffle=False)
     return model.get_weights(), {k: float(v[-1]) for k, v in history.history.items()}
 
@@ -49,21 +36,21 @@ def train(name, strategy, initial, images):
 def main():
     results = {}
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-    for name, make in MODELS.items():
+    names = sys.argv[1:] or list(tiny.FAMILIES)
+    for name in names:
         keras.utils.set_random_seed(0)
-        model = make()
+        model = tiny.FAMILIES[name].make(seed=5)
         initial = model.get_weights()
-        shape = tiny.images_for(model, 24)
-        images = (np.random.default_rng(0).random(shape) < 0.5).astype("float32")
+        data = tiny.FAMILIES[name].batch(model, 24)
         one_weights, one_logs = train(
-            name, tf.distribute.OneDeviceStrategy(devices[0]), initial, images
+            name, tf.distribute.OneDeviceStrategy(devices[0]), initial, data
         )
         # ReductionToOneDevice: with CPU collectives, the replicas' reductions can be
         # keyed in different orders and abort (TF 2.21); GPUs use NCCL instead.
         mirrored = tf.distribute.MirroredStrategy(
             devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
         )
-        two_weights, two_logs = train(name, mirrored, initial, images)
+        two_weights, two_logs = train(name, mirrored, initial, data)
         results[name] = {
             "max_weight_difference": max(
                 float(np.max(np.abs(a - b))) for a, b in zip(one_weights, two_weights)

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tiny
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def replica_results():
     return json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("name", ["DCGAN", "VAE"])
+@pytest.mark.parametrize("name", tiny.FAMILIES)
 def test_two_replicas_train_exactly_like_one_device(replica_results, name):
     result = replica_results[name]
     assert result["max_weight_change"] > 1e-3  # training really moved the weights

@@ -1,5 +1,10 @@
 """Shared by every model: noise, loss averaging and batching that are right under tf.distribute."""
 
+import builtins
+import difflib
+import re
+
+import numpy as np
 import tensorflow as tf
 
 
@@ -47,6 +52,85 @@ def checked_latents(latents, latent_dim: int) -> tf.Tensor:
 def images(data):
     """The images of a batch that may also carry labels or other extras."""
     return data[0] if isinstance(data, (tuple, list)) else data
+
+
+def labels(data):
+    """The labels of a batch (int, (batch, heads)), or None when it carries only images."""
+    return data[1] if isinstance(data, (tuple, list)) and len(data) > 1 else None
+
+
+def condition_indices(num_samples: int, conditions: dict, requested: dict) -> tf.Tensor:
+    """Class indices, int32 (num_samples, heads), for a conditional model's `generate`.
+
+    `conditions` maps each head to its class names. Each requested value is a class
+    name, an index, or a sequence of num_samples of them. A head not requested
+    cycles through every combination (sample i gets combination i in mixed radix),
+    so a grid shows each class in turn.
+    """
+    unknown = set(requested) - set(conditions)
+    if unknown:
+        raise ValueError(
+            f"unknown condition {sorted(unknown)}; this model takes {list(conditions)}"
+        )
+    columns, stride = [], 1
+    for head, names in conditions.items():
+        value = requested.get(head)
+        if value is None:
+            columns.append((np.arange(num_samples) // stride) % len(names))
+            stride *= len(names)
+            continue
+        values = [value] * num_samples if np.ndim(value) == 0 else builtins.list(value)
+        if len(values) != num_samples:
+            raise ValueError(
+                f"{head}: got {len(values)} values for {num_samples} samples; "
+                "give one value, or one per sample"
+            )
+        columns.append([_class_index(head, v, names) for v in values])
+    return tf.constant(np.stack(columns, axis=1), tf.int32)
+
+
+def _class_index(head, value, names):
+    if isinstance(value, str):
+        if value not in names:
+            close = difflib.get_close_matches(value, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"unknown {head} {value!r}.{hint} Choose from: {', '.join(names)}"
+            )
+        return names.index(value)
+    index = int(value)
+    if not 0 <= index < len(names):
+        raise ValueError(
+            f"{head} index {index} is out of range; there are {len(names)} classes: "
+            f"{', '.join(names)}"
+        )
+    return index
+
+
+def parse_prompt(prompt: str, conditions: dict) -> dict:
+    """A text prompt -> {head: class name}, matching each head's class names as whole words.
+
+    "ankle boot" -> {"labels": "ankle boot"}; "female 30-44" -> {"gender": "female",
+    "age": "30-44"}. Longer names win ("female" is not read as "male").
+    """
+    text = " " + prompt.lower().strip() + " "
+    found = {}
+    candidates = sorted(
+        ((head, name) for head, names in conditions.items() for name in names),
+        key=lambda pair: -len(pair[1]),
+    )
+    for head, name in candidates:
+        pattern = r"(?<![\w+-])" + re.escape(name.lower()) + r"(?![\w+-])"
+        if head not in found and re.search(pattern, text):
+            found[head] = name
+            text = re.sub(pattern, " ", text)
+    if not found or text.strip():
+        choices = "; ".join(f"{h}: {', '.join(n)}" for h, n in conditions.items())
+        left = f" (not understood: {text.strip()!r})" if text.strip() else ""
+        raise ValueError(
+            f"cannot read the prompt {prompt!r}{left}. Name a class of {choices}"
+        )
+    return found
 
 
 def in_batches(function, inputs, batch_size=256):
