@@ -37,12 +37,17 @@ def evaluate(
         batch_size=256,
         shuffle=False,
         binarize="fixed" if binarize else None,
+        labels=data.load_labels(data_spec["dataset"], "test", source=data_source)
+        if data_spec.get("labels")
+        else None,
     )
     scores = model.evaluate(test_data, return_dict=True, verbose=0)
     metrics = [
         {"name": f"test {name}", "value": float(value)}
         for name, value in scores.items()
     ]
+    if not hasattr(model, "generate"):
+        return [{**metric, "command": command} for metric in metrics]
     count = min(num_samples, len(test_images))
     real = np.random.default_rng(seed).permutation(len(test_images))[:count]
     generated = np.asarray(model.generate(count, seed=seed))

@@ -126,9 +126,10 @@ class TensorBoard(keras.callbacks.Callback):
                 tf.summary.scalar(f"epoch/{name}", value)
             for name, optimizer in optimizers(self.model).items():
                 tf.summary.scalar(f"learning_rate/{name}", optimizer.learning_rate)
-            tf.summary.image(
-                "samples", _grid_batch(self.model.generate(16, seed=SAMPLE_SEED))
-            )
+            if hasattr(self.model, "generate"):
+                tf.summary.image(
+                    "samples", _grid_batch(self.model.generate(16, seed=SAMPLE_SEED))
+                )
             if self.reference_images is not None and hasattr(self.model, "reconstruct"):
                 pairs = tf.concat(
                     [
@@ -272,6 +273,11 @@ def train(
         keras.mixed_precision.set_global_policy(policy)
     spec = recipe["data"]
     train_images = data.load_images(spec["dataset"], spec["split"], source=data_source)
+    train_labels = (
+        data.load_labels(spec["dataset"], spec["split"], source=data_source)
+        if spec.get("labels")
+        else None
+    )
     steps_per_epoch = steps_per_epoch or len(train_images) // batch_size
     total_steps = epochs * steps_per_epoch
     chief = is_chief(distribution)
@@ -311,6 +317,7 @@ def train(
                 seed=seed,
                 start_step=done,
                 binarize=spec.get("binarize", False),
+                labels=train_labels,
             ),
             initial_epoch=epoch,
             epochs=epoch + 1 if into_epoch else epochs,
@@ -348,11 +355,18 @@ def train(
         trained, spec, command, seed=seed, data_source=data_source
     )
 
+    generative = hasattr(trained, "generate")
     trained_card = {
         **recipe,
         "trained": {
             "command": command,
-            "samples_command": f"keras-gen sample {output.name} -n 64 --seed {SAMPLE_SEED} -o samples.png",
+            **(
+                {
+                    "samples_command": f"keras-gen sample {output.name} -n 64 --seed {SAMPLE_SEED} -o samples.png"
+                }
+                if generative
+                else {}
+            ),
             "epochs": epochs,
             "steps": total_steps,
             "batch_size": batch_size,
@@ -369,7 +383,8 @@ def train(
         },
         "metrics": metrics,
     }
-    zoo.write(output, trained, trained_card, trained.generate(64, seed=SAMPLE_SEED))
+    samples = trained.generate(64, seed=SAMPLE_SEED) if generative else None
+    zoo.write(output, trained, trained_card, samples)
     shutil.rmtree(state_dir, ignore_errors=True)
     return output
 

@@ -133,7 +133,8 @@ def write(
             "name": folder.name,
             "weights": {WEIGHTS: {"sha256": _files.sha256(weights), "url": None}},
         }
-        images.write_png(staging / "samples.png", samples)
+        if samples is not None:  # classifiers generate nothing
+            images.write_png(staging / "samples.png", samples)
         (staging / CARD).write_text(json.dumps(preset_card, indent=2) + "\n")
         (staging / "README.md").write_text(model_card(preset_card))
     return folder
@@ -174,16 +175,24 @@ def model_card(preset_card: dict) -> str:
         "",
         c.get("description", ""),
         "",
-        "![samples](samples.png)",
-        "",
-        f"64 samples, `{trained.get('samples_command', '')}`." if trained else "",
-        "",
+    ]
+    if "samples_command" in trained:
+        lines += [
+            "![samples](samples.png)",
+            "",
+            f"64 samples, `{trained['samples_command']}`.",
+            "",
+        ]
+    lines += [
         "## Use",
         "",
         "```python",
         "import keras_gen",
         f"model = keras_gen.zoo.load({c['name']!r})",
-        "images = model.generate(16, seed=0)  # float32 in [0, 1], (16, H, W, C)",
+        c.get(
+            "usage",
+            "images = model.generate(16, seed=0)  # float32 in [0, 1], (16, H, W, C)",
+        ),
         "```",
         "",
         f"Intended use: {c.get('intended_use', '')}",

@@ -1,0 +1,198 @@
+"""Image classifier: the domain feature extractor that keras_gen's evaluation relies on."""
+
+import keras
+import tensorflow as tf
+
+from keras_gen import losses
+from keras_gen.models import base
+
+
+def build_features(image_shape, filters, feature_dim: int) -> keras.Sequential:
+    """Images -> feature_dim features: per width, a 3x3 conv then a stride-2 3x3 conv."""
+    layers = [keras.Input(image_shape)]
+    for width in filters:
+        for strides in (1, 2):
+            layers += [
+                keras.layers.Conv2D(width, 3, strides=strides, padding="same"),
+                keras.layers.BatchNormalization(synchronized=True),
+                keras.layers.ReLU(),
+            ]
+    layers += [
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(feature_dim, activation="relu", dtype="float32"),
+    ]
+    return keras.Sequential(layers, name="features")
+
+
+@keras.saving.register_keras_serializable(package="keras_gen")
+class Classifier(keras.Model):
+    """A small CNN that labels images with one or more heads of classes.
+
+    Trained on a dataset's real labels, it gives evaluation what the FID Inception
+    network gives for photos, but offline and in the data's own domain: features
+    (the layer before the heads) for FID, KID and precision/recall, and class
+    probabilities for the Inception-style score, mode coverage and checking that a
+    conditional model draws what was asked. No dropout or random augmentation:
+    every replica would draw the same masks, and the features must be deterministic.
+
+    Args:
+        image_shape: (height, width, channels) of images in [0, 1].
+        class_names: head name -> class names; label column i is head i, the
+            class index is the position in its list.
+        filters: widths of the convolution stages; each halves the resolution.
+        feature_dim: size of the feature vector evaluation uses.
+        seed: kept for the family convention (initialisation comes from the
+            global Keras seed; training itself draws no noise).
+
+    Example:
+        model = keras_gen.models.Classifier((28, 28, 1), {"digit": list("0123456789")})
+        model.compile(optimizer="adam")
+        model.fit(images_and_labels, epochs=3)
+        model.probabilities(images)["digit"]  # (batch, 10)
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] = (28, 28, 1),
+        class_names: dict | None = None,
+        filters: tuple[int, ...] = (32, 64, 128),
+        feature_dim: int = 128,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not class_names:
+            raise ValueError(
+                "class_names must name at least one head, e.g. {'digit': ['0', ..., '9']}"
+            )
+        self.image_shape = tuple(image_shape)
+        self.class_names = {head: list(names) for head, names in class_names.items()}
+        self.filters = tuple(filters)
+        self.feature_dim = feature_dim
+        self.seed = seed
+        self.feature_network = build_features(
+            self.image_shape, self.filters, feature_dim
+        )
+        self.heads = [
+            keras.layers.Dense(len(names), dtype="float32", name=f"{head}_logits")
+            for head, names in self.class_names.items()
+        ]
+        for head in self.heads:
+            head.build((None, feature_dim))
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_trackers = [
+            keras.metrics.SparseCategoricalAccuracy(name=f"{head}_accuracy")
+            for head in self.class_names
+        ]
+        self.build()
+
+    def build(self, input_shape=None):
+        self.built = True  # every network is built on creation
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "image_shape": self.image_shape,
+            "class_names": self.class_names,
+            "filters": self.filters,
+            "feature_dim": self.feature_dim,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        # JSON turns tuples into lists; the config must round-trip exactly.
+        config = {**config}
+        for key in ("image_shape", "filters"):
+            if key in config:
+                config[key] = tuple(config[key])
+        return cls(**config)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, *self.accuracy_trackers]
+
+    def call(self, images, training=False):
+        """Logits per head, as a list in class_names order."""
+        features = self.feature_network(images, training=training)
+        return [head(features) for head in self.heads]
+
+    def train_step(self, data):
+        images, labels = self._split(data)
+        with tf.GradientTape() as tape:
+            logits = self(images, training=True)
+            per_example = self._per_example_losses(logits, labels)
+            loss = self.optimizer.scale_loss(
+                losses.average_over_global_batch(per_example)
+            )
+        weights = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        return self._track(per_example, logits, labels)
+
+    def test_step(self, data):
+        images, labels = self._split(data)
+        logits = self(images, training=False)
+        return self._track(self._per_example_losses(logits, labels), logits, labels)
+
+    def _split(self, data):
+        labels = base.labels(data)
+        if labels is None:
+            raise ValueError(
+                "a Classifier trains on (images, labels) batches with labels of shape "
+                f"(batch, {len(self.heads)}); this batch has images only"
+            )
+        return base.images(data), labels
+
+    def _per_example_losses(self, logits, labels):
+        """Per-example sum over heads of the cross-entropy, in nats."""
+        return tf.add_n(
+            [
+                keras.losses.sparse_categorical_crossentropy(
+                    labels[:, i], head_logits, from_logits=True
+                )
+                for i, head_logits in enumerate(logits)
+            ]
+        )
+
+    def _track(self, per_example, logits, labels):
+        self.loss_tracker.update_state(per_example)
+        for i, tracker in enumerate(self.accuracy_trackers):
+            tracker.update_state(labels[:, i], logits[i])
+        return base.logs(self.metrics)
+
+    def features(self, images) -> tf.Tensor:
+        """(batch, feature_dim) float32 features of images in [0, 1]."""
+        images = self._checked(images)
+        return base.in_batches(
+            lambda batch: self.feature_network(batch, training=False), images
+        )
+
+    def probabilities(self, images) -> dict:
+        """Head name -> (batch, classes) class probabilities."""
+        features = self.features(images)
+        return {
+            name: tf.nn.softmax(head(features))
+            for name, head in zip(self.class_names, self.heads)
+        }
+
+    def serving_endpoints(self) -> dict:
+        """`classify`: images -> features and each head's class probabilities."""
+
+        def classify(images):
+            features = self.feature_network(images, training=False)
+            outputs = {"features": features}
+            for name, head in zip(self.class_names, self.heads):
+                outputs[f"{name}_probabilities"] = tf.nn.softmax(head(features))
+            return outputs
+
+        spec = tf.TensorSpec([None, *self.image_shape], tf.float32, name="images")
+        return {"classify": (classify, [spec])}
+
+    def _checked(self, images):
+        images = tf.convert_to_tensor(images, tf.float32)
+        if tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"expected images of shape (batch, {', '.join(map(str, self.image_shape))}), "
+                f"got {tuple(images.shape)}"
+            )
+        return images
