@@ -14,7 +14,8 @@ def build_features(image_shape, filters, feature_dim: int) -> keras.Sequential:
         for strides in (1, 2):
             layers += [
                 keras.layers.Conv2D(width, 3, strides=strides, padding="same"),
-                keras.layers.BatchNormalization(synchronized=True),
+                # Momentum 0.9: moving statistics that catch up within a short run.
+                keras.layers.BatchNormalization(momentum=0.9, synchronized=True),
                 keras.layers.ReLU(),
             ]
     layers += [
