@@ -7,7 +7,7 @@ import sys
 
 import tensorflow as tf
 
-from keras_gen import evaluation, export, images, training, zoo
+from keras_gen import _files, evaluation, export, images, training, zoo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,12 +25,31 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--seed", type=int, default=None, help="same seed, same images")
     sample.add_argument("-o", "--output", default="samples.png")
     evaluate = commands.add_parser(
-        "evaluate", help="measure a preset on its dataset's test split"
+        "evaluate",
+        help="measure a preset: test metrics, FID/KID/precision/recall and their floor",
     )
     evaluate.add_argument("preset", help="preset name or preset folder")
-    evaluate.add_argument("--num-samples", type=int, default=1000)
+    evaluate.add_argument(
+        "--num-samples",
+        type=int,
+        default=1000,
+        help="generated images (and per class for conditional models)",
+    )
+    evaluate.add_argument(
+        "--features",
+        default="auto",
+        help="auto (the dataset's classifier preset), inception, a classifier "
+        "preset, or none",
+    )
+    evaluate.add_argument(
+        "--reference",
+        choices=("train", "test"),
+        default="train",
+        help="the real split generated images are compared with",
+    )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--data", help="dataset file or folder")
+    evaluate.add_argument("--json", metavar="OUT", help="also write the report as JSON")
     evaluate.add_argument(
         "--update-card",
         action="store_true",
@@ -126,21 +145,35 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"wrote {args.num_samples} samples of {args.preset} to {args.output}")
         elif args.command == "evaluate":
-            card = zoo.card(args.preset)
-            metrics = evaluation.evaluate(
+            if args.num_samples < 2:
+                parser.error("--num-samples must be at least 2")
+            command = shlex.join(["keras-gen", *argv])
+            report = evaluation.evaluate(
                 zoo.load(args.preset),
-                card["data"],
-                shlex.join(["keras-gen", *argv]),
+                zoo.card(args.preset)["data"],
+                command,
                 num_samples=args.num_samples,
                 seed=args.seed,
                 data_source=args.data,
+                feature_extractor=args.features,
+                reference=args.reference,
             )
-            for metric in metrics:
-                print(f"{metric['name']:45} {metric['value']:.6g}")
-            if args.update_card:
-                zoo.record_metrics(
-                    args.preset, metrics, shlex.join(["keras-gen", *argv])
+            report = {"preset": str(args.preset), **report}
+            if "extractor" in report:
+                extractor = report["extractor"]
+                print(
+                    f"features: {extractor['name']} (sha256 {extractor['sha256'][:16]}), "
+                    f"{report['num_samples']} samples vs {report['reference_count']} "
+                    f"real {report['reference']} images"
                 )
+            width = max((len(m["name"]) for m in report["metrics"]), default=0)
+            for metric in report["metrics"]:
+                print(f"{metric['name']:{width}}  {metric['value']:.6g}")
+            if args.json:
+                _files.write_text(args.json, json.dumps(report, indent=2) + "\n")
+                print(f"wrote {args.json}")
+            if args.update_card:
+                zoo.record_metrics(args.preset, report["metrics"], command)
         elif args.command == "export":
             model = zoo.load(args.preset)
             if args.format == "saved_model":

@@ -1,4 +1,11 @@
-"""Numbers for a preset's card, each measured on the held-out split by a named command."""
+"""Numbers for a preset's card, each measured on held-out data by a named command.
+
+`evaluate` measures one model against one dataset split and returns a report: every
+metric with its value, the feature extractor (name and sha256), sample counts, the
+seed and the command. Sample metrics come with their floor: the same metrics for
+real images of the other split in place of generated ones, i.e. what a perfect
+model would score with this many samples.
+"""
 
 import os
 import sys
@@ -6,9 +13,11 @@ import sys
 import keras
 import numpy as np
 
-from keras_gen import data
+from keras_gen import data, features, metrics
 
 DIVERSITY = "pixel diversity, generated / test"
+LIKELIHOOD_SAMPLES = 100  # importance samples K for a VAE's negative log-likelihood
+NLL_IMAGES = 2000  # test images the importance-weighted NLL is averaged over
 
 
 def evaluate(
@@ -19,43 +28,272 @@ def evaluate(
     num_samples: int = 1000,
     seed: int = 0,
     data_source: str | os.PathLike | None = None,
-) -> list[dict]:
-    """The model's own test metrics and its sample diversity, as card metric entries.
+    feature_extractor: str = "auto",
+    reference: str = "train",
+) -> dict:
+    """Measure `model` on its dataset; a report whose "metrics" go into the card.
 
-    Diversity is the mean pairwise pixel distance of `num_samples` generated images
-    over that of as many test images: near 1 for a model as varied as the data, near
-    0 for one collapsed to a few modes.
+    Args:
+        model: any keras_gen model; generative models also get sample metrics.
+        data_spec: the card's data block (dataset, binarize, labels).
+        command: the command line that reproduces this measurement.
+        num_samples: generated images (and per class, for conditional models).
+        seed: fixes the generated images and every random subset.
+        feature_extractor: "auto" (the dataset's classifier preset), "inception",
+            or a classifier preset name; "none" skips feature metrics.
+        reference: the real split generated images are compared with.
     """
+    if reference not in data.SPLITS:
+        raise ValueError(f"reference must be one of {data.SPLITS}, got {reference!r}")
+    dataset = data_spec["dataset"]
+    report = {
+        "command": command,
+        "dataset": dataset,
+        "reference": reference,
+        "seed": seed,
+        "metrics": [],
+    }
+    found = report["metrics"]
+
+    def add(name, value, **extra):
+        found.append({"name": name, "value": float(value), **extra})
+
     try:
-        test_images = data.load_images(data_spec["dataset"], "test", source=data_source)
+        test_images = data.load_images(dataset, "test", source=data_source)
     except data.DataSourceError as error:
         print(f"no test split, so no test metrics: {error}", file=sys.stderr)
-        return []
+        return _with_command(report)
+    test_labels = _labels(dataset, "test", data_source)
     binarize = data_spec.get("binarize", False)
     test_data = data.pipeline(
         test_images,
         batch_size=256,
         shuffle=False,
         binarize="fixed" if binarize else None,
-        labels=data.load_labels(data_spec["dataset"], "test", source=data_source)
-        if data_spec.get("labels")
-        else None,
+        labels=test_labels if data_spec.get("labels") else None,
     )
-    scores = model.evaluate(test_data, return_dict=True, verbose=0)
-    metrics = [
-        {"name": f"test {name}", "value": float(value)}
-        for name, value in scores.items()
-    ]
+    for name, value in model.evaluate(test_data, return_dict=True, verbose=0).items():
+        add(f"test {name}", value)
+    _likelihood(model, test_images[:NLL_IMAGES], binarize, add)
     if not hasattr(model, "generate"):
-        return [{**metric, "command": command} for metric in metrics]
+        return _with_command(report)
+
     count = min(num_samples, len(test_images))
-    real = np.random.default_rng(seed).permutation(len(test_images))[:count]
-    generated = np.asarray(model.generate(count, seed=seed))
-    diversity = mean_pairwise_distance(generated) / mean_pairwise_distance(
-        test_images[real] / 255.0
+    generated = np.asarray(model.generate(num_samples, seed=seed))
+    rng = np.random.default_rng(seed)
+    real_test = test_images[rng.permutation(len(test_images))[:count]] / 255.0
+    add(
+        f"{DIVERSITY} ({count} each)",
+        mean_pairwise_distance(generated[:count]) / mean_pairwise_distance(real_test),
     )
-    metrics.append({"name": f"{DIVERSITY} ({count} each)", "value": float(diversity)})
-    return [{**metric, "command": command} for metric in metrics]
+    if feature_extractor == "none":
+        return _with_command(report)
+    try:
+        extractor = features.extractor(feature_extractor, dataset)
+    except ValueError as error:
+        if feature_extractor != "auto":
+            raise
+        print(f"no feature metrics: {error}", file=sys.stderr)
+        return _with_command(report)
+    report["extractor"] = {"name": extractor.name, "sha256": extractor.sha256}
+    report["num_samples"] = num_samples
+    other = "test" if reference == "train" else "train"
+    reference_images = data.load_images(dataset, reference, source=data_source)
+    other_images = (
+        test_images
+        if other == "test"
+        else data.load_images(dataset, other, source=data_source)
+    )
+    reference_labels = _labels(dataset, reference, data_source)
+    reference_features = features.reference_features(
+        extractor, dataset, reference, reference_images
+    )
+    other_features = features.reference_features(
+        extractor, dataset, other, other_images
+    )
+    report["reference_count"] = len(reference_images)
+
+    generated_features = extractor.features(generated)
+    chosen = rng.permutation(len(other_images))[:num_samples]
+    compared = {
+        "": (generated, generated_features),
+        f"floor (real {other} vs {reference}): ": (
+            other_images[chosen] / 255.0,
+            other_features[chosen],
+        ),
+    }
+    for prefix, (images, image_features) in compared.items():
+        for name, value in _sample_metrics(
+            extractor, images, image_features, reference_features, reference_labels, rng
+        ).items():
+            add(prefix + name, value, samples=len(images))
+    # Memorisation compares with both splits, so it has no real-data floor.
+    by_split = {reference: (reference_images, reference_features)}
+    by_split[other] = (other_images, other_features)
+    (train_images, train_features), (test_images, test_features) = (
+        by_split["train"],
+        by_split["test"],
+    )
+    train_subset = rng.permutation(len(train_images))[:10000]
+    add(
+        "memorisation ratio, pixels (nearest train / nearest test)",
+        metrics.memorisation_ratio(
+            generated, train_images[train_subset] / 255.0, test_images / 255.0
+        ),
+        samples=len(generated),
+    )
+    add(
+        f"memorisation ratio, features ({extractor.name})",
+        metrics.memorisation_ratio(
+            generated_features, train_features[train_subset], test_features
+        ),
+        samples=len(generated),
+    )
+    if hasattr(model, "conditions"):
+        _conditional(
+            model,
+            extractor,
+            reference_images,
+            reference_labels,
+            reference_features,
+            dataset,
+            num_samples,
+            seed,
+            add,
+        )
+    return _with_command(report)
+
+
+def _with_command(report):
+    report["metrics"] = [
+        {**metric, "command": report["command"]} for metric in report["metrics"]
+    ]
+    return report
+
+
+def _labels(dataset, split, data_source):
+    try:
+        return data.load_labels(dataset, split, source=data_source)
+    except (data.DataSourceError, ValueError):
+        return None
+
+
+def _likelihood(model, images, binarize, add):
+    """Negative log-likelihood in nats and bits/dim: IWAE bound for VAEs, exact if known."""
+    if not hasattr(model, "negative_log_likelihood") or len(images) == 0:
+        return
+    pixels = data.pipeline(
+        images, batch_size=100, shuffle=False, binarize="fixed" if binarize else None
+    )
+    nats = np.concatenate(
+        [
+            np.asarray(model.negative_log_likelihood(batch, LIKELIHOOD_SAMPLES))
+            for batch in pixels
+        ]
+    )
+    label = f"IWAE K={LIKELIHOOD_SAMPLES}, {len(images)} test images"
+    add(f"test negative log-likelihood, nats ({label})", nats.mean())
+    add(
+        f"test bits/dim ({label})",
+        metrics.bits_per_dim(nats, int(np.prod(images.shape[1:]))),
+    )
+
+
+def _sample_metrics(
+    extractor, images, image_features, reference_features, reference_labels, rng
+):
+    """FID, KID, precision/recall and class metrics of one image set against the reference."""
+    tag = extractor.name
+    count = len(images)
+    reference_subset = reference_features[
+        rng.permutation(len(reference_features))[:count]
+    ]
+    statistics = metrics.FeatureStatistics().update(image_features)
+    found = {
+        f"FID ({tag})": metrics.fid(
+            metrics.FeatureStatistics().update(reference_features), statistics
+        )
+    }
+    kid_mean, kid_std = metrics.kid(
+        reference_subset, image_features, subset_size=min(1000, count)
+    )
+    found[f"KID ({tag}) mean"] = kid_mean
+    found[f"KID ({tag}) std over subsets"] = kid_std
+    precision, recall = metrics.precision_recall(reference_subset, image_features)
+    found[f"precision ({tag}, k=3)"] = precision
+    found[f"recall ({tag}, k=3)"] = recall
+    probabilities = extractor.probabilities(images)
+    for i, (head, head_probabilities) in enumerate(probabilities.items()):
+        found[f"inception-style score ({tag} {head})"] = metrics.inception_score(
+            head_probabilities
+        )[0]
+        if reference_labels is not None and i < reference_labels.shape[1]:
+            classes = len(extractor.class_names[head])
+            coverage = metrics.mode_coverage(
+                head_probabilities.argmax(axis=1),
+                np.bincount(reference_labels[:, i], minlength=classes),
+            )
+            found[f"{head} classes covered of {classes} ({tag})"] = coverage["covered"]
+            found[f"{head} KL(data || generated classes), nats ({tag})"] = coverage[
+                "kl"
+            ]
+    return found
+
+
+def _conditional(
+    model,
+    extractor,
+    reference_images,
+    reference_labels,
+    reference_features,
+    dataset,
+    num_samples,
+    seed,
+    add,
+):
+    """Per requested class: how often the classifier agrees, and that class's FID."""
+    heads = {tuple(names): head for head, names in extractor.class_names.items()}
+    data_heads = list(data.CLASSES.get(dataset, {}))
+    for condition, names in model.conditions.items():
+        classifier_head = heads.get(tuple(names))
+        if classifier_head is None:
+            print(
+                f"{extractor.name} has no head with the classes of {condition}; "
+                "skipping its agreement check",
+                file=sys.stderr,
+            )
+            continue
+        column = data_heads.index(classifier_head)
+        agreements = []
+        for index, name in enumerate(names):
+            images = np.asarray(
+                model.generate(num_samples, seed=seed, **{condition: index})
+            )
+            predicted = extractor.probabilities(images)[classifier_head].argmax(axis=1)
+            agreement = float((predicted == index).mean())
+            agreements.append(agreement)
+            add(
+                f"classifier agrees with requested {condition}={name} ({extractor.name})",
+                agreement,
+                samples=num_samples,
+            )
+            if reference_labels is not None:
+                of_class = reference_labels[:, column] == index
+                add(
+                    f"FID {condition}={name} vs real {name} ({extractor.name})",
+                    metrics.fid(
+                        metrics.FeatureStatistics().update(
+                            reference_features[of_class]
+                        ),
+                        metrics.FeatureStatistics().update(extractor.features(images)),
+                    ),
+                    samples=num_samples,
+                )
+        add(
+            f"classifier agrees with requested {condition}, mean over classes "
+            f"({extractor.name})",
+            np.mean(agreements),
+        )
 
 
 def mean_pairwise_distance(images) -> float:

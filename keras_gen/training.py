@@ -353,7 +353,7 @@ def train(
     trained.set_weights(model.get_weights())
     metrics += evaluation.evaluate(
         trained, spec, command, seed=seed, data_source=data_source
-    )
+    )["metrics"]
 
     generative = hasattr(trained, "generate")
     trained_card = {

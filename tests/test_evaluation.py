@@ -1,9 +1,12 @@
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from keras_gen import evaluation
+from keras_gen.models import DCGAN
 
 
 def test_mean_pairwise_distance_matches_a_plain_loop():
@@ -17,4 +20,190 @@ def test_mean_pairwise_distance_matches_a_plain_loop():
 def test_identical_samples_have_no_diversity():
     assert evaluation.mean_pairwise_distance(np.ones((5, 4, 4, 1))) == pytest.approx(
         0.0, abs=1e-6
+    )
+
+
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """A 2,000/500 subset of real MNIST and a tiny classifier preset trained on it."""
+    import keras
+
+    from keras_gen import zoo
+    from keras_gen.models import Classifier
+
+    if not MNIST.exists():
+        pytest.skip(f"needs {MNIST}")
+    folder = tmp_path_factory.mktemp("toy")
+    with np.load(MNIST) as mnist:
+        x_train, y_train = mnist["x_train"][:2000], mnist["y_train"][:2000]
+        x_test, y_test = mnist["x_test"][:500], mnist["y_test"][:500]
+    np.savez(
+        folder / "toy.npz",
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+    )
+
+    classifier = Classifier(
+        (28, 28, 1), {"digit": list("0123456789")}, filters=(8, 16), feature_dim=32
+    )
+    classifier.compile(optimizer=keras.optimizers.Adam(3e-3))
+    classifier.fit(
+        x_train[..., None] / 255.0,
+        y_train[:, None].astype("int32"),
+        epochs=6,
+        batch_size=32,
+        verbose=0,
+    )
+    config = classifier.get_config()
+    card = {
+        "description": "toy classifier",
+        "model": {
+            "class": "Classifier",
+            "config": {
+                k: config[k]
+                for k in (
+                    "image_shape",
+                    "class_names",
+                    "filters",
+                    "feature_dim",
+                    "seed",
+                )
+            },
+        },
+        "data": {
+            "dataset": "mnist",
+            "split": "train",
+            "labels": True,
+            "description": "toy",
+            "terms": "none",
+        },
+        "training": {"epochs": 1, "batch_size": 32, "seed": 0, "compile": {}},
+    }
+    accuracy = classifier.evaluate(
+        x_test[..., None] / 255.0,
+        y_test[:, None].astype("int32"),
+        return_dict=True,
+        verbose=0,
+    )["digit_accuracy"]
+    assert accuracy > 0.8  # the toy classifier really tells the digits apart
+    classifier_folder = zoo.write(folder / "classifier_toy", classifier, card, None)
+    return folder / "toy.npz", classifier_folder, (x_test, y_test)
+
+
+class Replay(DCGAN):
+    """A 'model' that generates given images: real data, or one constant image."""
+
+    images = None
+
+    def generate(self, num_samples, seed=None):
+        chosen = np.random.default_rng(seed).integers(0, len(self.images), num_samples)
+        return self.images[chosen]
+
+
+def _evaluate(toy, images, tmp_path, monkeypatch, **kwargs):
+    source, classifier_folder, _ = toy
+    monkeypatch.setenv("KERAS_GEN_CACHE", str(tmp_path / "cache"))
+    model = Replay(
+        image_size=28,
+        channels=1,
+        latent_dim=2,
+        generator_filters=2,
+        discriminator_filters=2,
+    )
+    model.images = images
+    model.compile()
+    report = evaluation.evaluate(
+        model,
+        {"dataset": "mnist"},
+        "the command",
+        num_samples=200,
+        seed=0,
+        data_source=source,
+        feature_extractor=str(classifier_folder),
+        **kwargs,
+    )
+    return {m["name"]: m["value"] for m in report["metrics"]}, report
+
+
+def test_real_data_scores_like_the_floor_and_a_collapsed_model_does_not(
+    toy, tmp_path, monkeypatch
+):
+    x_test = toy[2][0][..., None] / 255.0
+    real, report = _evaluate(toy, x_test.astype("float32"), tmp_path, monkeypatch)
+    collapsed, _ = _evaluate(
+        toy, np.repeat(x_test[:1], 5, axis=0).astype("float32"), tmp_path, monkeypatch
+    )
+    tag = "classifier_toy"
+    fid, floor = f"FID ({tag})", f"floor (real test vs train): FID ({tag})"
+    assert report["extractor"]["name"] == tag
+    assert all(m["command"] == "the command" for m in report["metrics"])
+    # Replaying test images is the floor's own experiment, up to the sampling.
+    assert real[fid] < 2 * real[floor]
+    assert collapsed[fid] > 20 * real[fid]
+    assert real[f"recall ({tag}, k=3)"] > 0.5 > collapsed[f"recall ({tag}, k=3)"]
+    covered = f"digit classes covered of 10 ({tag})"
+    assert real[covered] == 10 and collapsed[covered] <= 2
+    assert real[f"inception-style score ({tag} digit)"] > 3
+    assert collapsed[f"inception-style score ({tag} digit)"] < 1.5
+    assert real[f"KID ({tag}) mean"] < collapsed[f"KID ({tag}) mean"]
+
+
+def test_a_model_that_copies_training_images_is_caught(toy, tmp_path, monkeypatch):
+    x_train = np.load(toy[0])["x_train"][..., None] / 255.0
+    copied, _ = _evaluate(toy, x_train.astype("float32"), tmp_path, monkeypatch)
+    assert copied["memorisation ratio, pixels (nearest train / nearest test)"] < 0.05
+    assert copied["memorisation ratio, features (classifier_toy)"] < 0.05
+
+
+def test_evaluate_command_writes_a_json_report(toy, tmp_path, monkeypatch):
+    from test_zoo import TINY_CARD
+
+    from keras_gen import cli, zoo
+
+    source, classifier_folder, _ = toy
+    monkeypatch.setenv("KERAS_GEN_CACHE", str(tmp_path / "cache"))
+    card = {
+        **TINY_CARD,
+        "model": {
+            **TINY_CARD["model"],
+            "config": {**TINY_CARD["model"]["config"], "image_size": 28},
+        },
+    }
+    model = zoo.build(card)
+    preset = zoo.write(tmp_path / "tiny", model, card, model.generate(4, seed=0))
+    out = tmp_path / "report.json"
+    argv = [
+        "evaluate",
+        str(preset),
+        "--data",
+        str(source),
+        "--features",
+        str(classifier_folder),
+        "--num-samples",
+        "50",
+        "--json",
+        str(out),
+        "--update-card",
+    ]
+    assert cli.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert (
+        report["extractor"]["sha256"]
+        == zoo.card(classifier_folder)["weights"]["model.weights.h5"]["sha256"]
+    )
+    assert report["num_samples"] == 50 and report["reference_count"] == 2000
+    assert report["command"] == "keras-gen " + " ".join(argv)
+    names = {m["name"] for m in report["metrics"]}
+    assert "FID (classifier_toy)" in names and "test d_real" in names
+    assert names <= {m["name"] for m in zoo.card(preset)["metrics"]}
+    assert (
+        cli.main(
+            ["evaluate", str(preset), "--data", str(source), "--features", str(preset)]
+        )
+        == 2
     )
