@@ -1,8 +1,8 @@
 """Deployable artifacts: a SavedModel with named signatures, TF Serving's layout, TFLite.
 
-Each model names its endpoints (`serving_endpoints()`): GANs `generate` and `sample`,
-VAEs `decode`, `encode`, `reconstruct`, `score` and `sample`. The first is also
-`serving_default`. The artifacts need TensorFlow only: no keras_gen, no custom objects.
+Each model names its endpoints (`serving_endpoints()`), e.g. GANs `generate` and
+`sample`, VAEs `decode`, `encode`, `reconstruct`, `score` and `sample`, classifiers
+`classify`. The first is also `serving_default`. The artifacts need TensorFlow only: no keras_gen, no custom objects.
 """
 
 import os
@@ -134,19 +134,32 @@ def tflite_metrics(
 def tflite_error(
     model: keras.Model, path: str | os.PathLike, num_samples: int = 16
 ) -> float:
-    """Largest |TFLite - Keras| over the images of `num_samples` fixed latents.
+    """Largest |TFLite - Keras| over every output of the first signature, on fixed inputs.
 
+    Inputs: `num_samples` rows of latents ~ N(0, 1), images ~ U(0, 1), labels 0.
     Needs the LiteRT interpreter: pip install ai-edge-litert.
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    name = next(iter(model.serving_endpoints()))  # generate or decode
-    latents = tf.random.stateless_normal(
-        (num_samples, model.latent_dim), seed=(0, 0)
-    ).numpy()
+    name, (function, signature) = next(iter(model.serving_endpoints().items()))
+    inputs = {spec.name: _example_input(spec, num_samples) for spec in signature}
     runner = Interpreter(model_path=str(path)).get_signature_runner(name)
-    images = runner(latents=latents)["images"]
-    return float(abs(images.astype("float64") - model.decode(latents).numpy()).max())
+    found = runner(**inputs)
+    expected = function(*inputs.values())
+    return max(
+        float(abs(found[key].astype("float64") - value.numpy()).max())
+        for key, value in expected.items()
+    )
+
+
+def _example_input(spec, rows):
+    shape = [rows if size is None else size for size in spec.shape]
+    if spec.dtype.is_integer:  # num_samples and seed are `rows`, labels class 0
+        value = rows if spec.name in ("num_samples", "seed") else 0
+        return tf.fill(shape, tf.constant(value, spec.dtype)).numpy()
+    if len(shape) == 4:
+        return tf.random.stateless_uniform(shape, seed=(0, 0)).numpy()
+    return tf.random.stateless_normal(shape, seed=(0, 0)).numpy()
 
 
 def _checked(function, signature):

@@ -254,8 +254,9 @@ def train(
     )
 
     keras.utils.set_random_seed(seed)
+    # What a trained preset adds to its recipe describes that training, not this one.
     recipe = {
-        **recipe,
+        **{k: v for k, v in recipe.items() if k not in ("metrics", "figures")},
         "model": {
             **recipe["model"],
             "config": {**recipe["model"]["config"], "seed": seed},

@@ -252,5 +252,12 @@ def model_card(preset_card: dict) -> str:
         lines.append("Nothing measured yet.")
     for file, entry in c.get("weights", {}).items():
         lines += [f"Weights: `{file}`, sha256 `{entry['sha256']}`."]
+    for figure in c.get("figures", []):
+        lines += [
+            "",
+            f"![{figure['file']}]({figure['file']})",
+            "",
+            f"{figure['caption']} Made by `{figure['command']}`.",
+        ]
     lines += ["", "## Limitations", "", c.get("limitations", ""), ""]
     return "\n".join(lines)

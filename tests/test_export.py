@@ -346,3 +346,30 @@ def test_tflite_export_records_size_and_error_in_the_card(tmp_path, capsys):
     size = (tmp_path / "lite" / "model.tflite").stat().st_size / 2**20
     assert metrics["tflite (float16) file size, MB"]["value"] == pytest.approx(size)
     zoo.load(folder)  # the weights are untouched and still verify
+
+
+@pytest.mark.parametrize("family", tiny.FAMILIES)
+def test_every_family_exports_signatures_equal_to_keras(family, tmp_path):
+    model = tiny.FAMILIES[family].make(seed=3)
+    loaded = tf.saved_model.load(str(export.saved_model(model, tmp_path / "model")))
+    endpoints = model.serving_endpoints()
+    assert set(loaded.signatures) == {*endpoints, "serving_default"}
+    for name, (function, signature) in endpoints.items():
+        inputs = {spec.name: export._example_input(spec, 3) for spec in signature}
+        found = loaded.signatures[name](**inputs)
+        for key, value in function(*inputs.values()).items():
+            np.testing.assert_allclose(found[key], value, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "family",
+    [
+        name
+        for name, family in tiny.FAMILIES.items()
+        if set(family.make().serving_endpoints()) - set(export.NOT_IN_TFLITE)
+    ],
+)
+def test_every_family_runs_on_tflite_builtins_like_keras(family, tmp_path):
+    model = tiny.FAMILIES[family].make(seed=3)
+    path = export.tflite(model, tmp_path)
+    assert export.tflite_error(model, path) < 1e-4

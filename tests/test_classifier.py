@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import tiny
+
+
+def test_probabilities_per_head_and_features_from_the_same_network():
+    model = tiny.classifier()
+    images = tiny.binary_images(model, 5)
+    probabilities = model.probabilities(images)
+    assert list(probabilities) == ["shape", "size"]
+    assert probabilities["shape"].shape == (5, 3) and probabilities["size"].shape == (
+        5,
+        2,
+    )
+    for value in probabilities.values():
+        np.testing.assert_allclose(np.sum(value, axis=1), 1.0, rtol=1e-5)
+    features = model.features(images)
+    assert features.shape == (5, model.feature_dim)
+    logits = model(images)
+    np.testing.assert_allclose(
+        model.heads[0](features), logits[0], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_loss_is_the_sum_of_each_heads_cross_entropy():
+    model = tiny.classifier()
+    model.compile(optimizer="sgd")
+    images, labels = tiny._classified_images(model, 6)
+    logs = model.evaluate(images, labels, return_dict=True, verbose=0, batch_size=6)
+    probabilities = model.probabilities(images)
+    expected = -sum(
+        np.log(np.asarray(probabilities[head])[np.arange(6), labels[:, i]])
+        for i, head in enumerate(["shape", "size"])
+    ).mean()
+    assert logs["loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_training_learns_a_separable_task():
+    model = tiny.classifier(class_names={"bright": ["no", "yes"]})
+    model.compile(optimizer="adam")
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, (256, 1)).astype("int32")
+    images = (rng.random((256, 8, 8, 1)) * 0.5 + 0.5 * labels[:, :, None, None]).astype(
+        "float32"
+    )
+    model.fit(images, labels, epochs=20, batch_size=32, verbose=0)
+    logs = model.evaluate(images, labels, return_dict=True, verbose=0)
+    assert logs["bright_accuracy"] > 0.95
+
+
+def test_clear_errors_for_missing_labels_and_wrong_shapes():
+    model = tiny.classifier()
+    model.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match=r"labels of shape \(batch, 2\)"):
+        model.fit(tiny.binary_images(model, 4), epochs=1, verbose=0)
+    with pytest.raises(
+        ValueError, match=r"expected images of shape \(batch, 8, 8, 1\)"
+    ):
+        model.features(np.zeros((2, 9, 9, 1), "float32"))
+    with pytest.raises(ValueError, match="at least one head"):
+        tiny.classifier(class_names={})
