@@ -8,6 +8,7 @@ import sys
 import tensorflow as tf
 
 from keras_gen import _files, evaluation, export, images, training, zoo
+from keras_gen.models import base
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("-n", "--num-samples", type=int, default=64)
     sample.add_argument("--seed", type=int, default=None, help="same seed, same images")
     sample.add_argument("-o", "--output", default="samples.png")
+    sample.add_argument(
+        "--prompt",
+        help='conditional models: the classes to draw, e.g. "ankle boot" or "female 65+"',
+    )
     evaluate = commands.add_parser(
         "evaluate",
         help="measure a preset: test metrics, FID/KID/precision/recall and their floor",
@@ -140,8 +145,16 @@ def main(argv: list[str] | None = None) -> int:
             if args.num_samples < 1:
                 parser.error("--num-samples must be at least 1")
             model = zoo.load(args.preset)
+            conditions = {}
+            if args.prompt is not None:
+                if not hasattr(model, "conditions"):
+                    raise ValueError(
+                        f"{args.preset} is not a conditional model; drop --prompt"
+                    )
+                conditions = base.parse_prompt(args.prompt, model.conditions)
             images.write_png(
-                args.output, model.generate(args.num_samples, seed=args.seed)
+                args.output,
+                model.generate(args.num_samples, seed=args.seed, **conditions),
             )
             print(f"wrote {args.num_samples} samples of {args.preset} to {args.output}")
         elif args.command == "evaluate":

@@ -152,8 +152,12 @@ class TensorBoard(keras.callbacks.Callback):
 
 
 def step(model: keras.Model) -> int:
-    """The training step a model has reached: its optimizers' iteration count."""
-    return max(
+    """The training step a model has reached: the fewest iterations of its optimizers.
+
+    Most models update every optimizer once per step; a WGAN-GP critic updates
+    num_critic_steps times, so its generator's count is the step.
+    """
+    return min(
         int(keras.ops.convert_to_numpy(optimizer.iterations))
         for optimizer in optimizers(model).values()
     )

@@ -72,7 +72,94 @@ def _compile_one(model, make_optimizer):
     model.compile(optimizer=make_optimizer())
 
 
+def wgan_gp(**overrides) -> keras.Model:
+    from keras_gen.models import WGANGP
+
+    config = {
+        "image_size": 16,
+        "channels": 1,
+        "latent_dim": 4,
+        "generator_filters": 4,
+        "critic_filters": 4,
+        "num_critic_steps": 2,
+        # Plain SGD(0.1), as the replica check trains, overshoots with lambda = 10.
+        "gradient_penalty_weight": 1.0,
+    }
+    return WGANGP(**{**config, **overrides})
+
+
+def _compile_wgan_gp(model, make_optimizer):
+    model.compile(
+        generator_optimizer=make_optimizer(), critic_optimizer=make_optimizer()
+    )
+
+
+def pixelcnn(**overrides) -> keras.Model:
+    from keras_gen.models import PixelCNN
+
+    config = {"image_shape": (6, 6, 1), "filters": 4, "num_layers": 2}
+    return PixelCNN(**{**config, **overrides})
+
+
+def conditional_gan(**overrides) -> keras.Model:
+    from keras_gen.models import ConditionalGAN
+
+    config = {
+        "class_names": ["zero", "one", "two"],
+        "image_size": 16,
+        "channels": 1,
+        "latent_dim": 4,
+        "generator_filters": 4,
+        "discriminator_filters": 4,
+    }
+    return ConditionalGAN(**{**config, **overrides})
+
+
+def conditional_vae(**overrides) -> keras.Model:
+    from keras_gen.models import ConditionalVAE
+
+    config = {
+        "conditions": {"age": ["young", "old"], "gender": ["female", "male", "other"]},
+        "image_shape": (8, 8, 1),
+        "latent_dim": 3,
+        "filters": (4,),
+    }
+    return ConditionalVAE(**{**config, **overrides})
+
+
+def labelled_images(model, count, seed=0):
+    """(binary images, labels) for a conditional model."""
+    return binary_images(model, count, seed), labels_for(model.conditions, count, seed)
+
+
+def classifier(**overrides) -> keras.Model:
+    from keras_gen.models import Classifier
+
+    config = {
+        "image_shape": (8, 8, 1),
+        "class_names": {"shape": ["a", "b", "c"], "size": ["small", "large"]},
+        "filters": (4,),
+        "feature_dim": 6,
+    }
+    return Classifier(**{**config, **overrides})
+
+
+def _classified_images(model, count, seed=0):
+    return binary_images(model, count, seed), labels_for(model.class_names, count, seed)
+
+
 FAMILIES = {
+    "Classifier": Family(
+        make=classifier, compile=_compile_one, batch=_classified_images
+    ),
+    "PixelCNN": Family(make=pixelcnn, compile=_compile_one),
     "DCGAN": Family(make=dcgan, compile=_compile_gan),
     "VAE": Family(make=lambda **kw: vae(beta=2.0, **kw), compile=_compile_one),
+    "WGANGP": Family(make=wgan_gp, compile=_compile_wgan_gp),
+    "ConditionalGAN": Family(
+        make=conditional_gan, compile=_compile_gan, batch=labelled_images
+    ),
+    "ConditionalVAE": Family(
+        make=conditional_vae, compile=_compile_one, batch=labelled_images
+    ),
 }

@@ -103,7 +103,7 @@ def build_discriminator(
         keras.layers.Conv2D(
             1, size, padding="valid", kernel_initializer=_init(), dtype="float32"
         ),
-        keras.layers.Flatten(),
+        keras.layers.Flatten(dtype="float32"),  # or mixed precision casts back
     ]
     return keras.Sequential(layers, name="discriminator")
 

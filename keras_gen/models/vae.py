@@ -99,8 +99,7 @@ class VAE(keras.Model):
         self.likelihood = likelihood
         self.beta = beta
         self.seed = seed
-        self.encoder = build_encoder(self.image_shape, self.filters, latent_dim)
-        self.decoder = build_decoder(self.image_shape, self.filters, latent_dim)
+        self.encoder, self.decoder = self._build_networks()
         if likelihood == "gaussian":
             self.log_scale = self.add_weight(
                 shape=(), initializer="zeros", name="log_scale"
@@ -113,6 +112,34 @@ class VAE(keras.Model):
     def build(self, input_shape=None):
         # encoder and decoder are built on creation; fit never calls the model itself.
         self.built = True
+
+    def _build_networks(self):
+        """The encoder and decoder; a conditional subclass widens their inputs."""
+        return (
+            build_encoder(self.image_shape, self.filters, self.latent_dim),
+            build_decoder(self.image_shape, self.filters, self.latent_dim),
+        )
+
+    def _encoder_inputs(self, images, labels):
+        """What the encoder reads; a conditional subclass adds its labels."""
+        self._refuse_labels(labels)
+        return images
+
+    def _decoder_inputs(self, latents, labels):
+        """What the decoder reads; a conditional subclass adds its labels."""
+        self._refuse_labels(labels)
+        return latents
+
+    def _batch(self, data):
+        """(images, labels) of a training batch; this model ignores labels it carries."""
+        return base.images(data), None
+
+    def _refuse_labels(self, labels):
+        if labels is not None:
+            raise ValueError(
+                f"{type(self).__name__} is unconditional and takes no labels; "
+                "ConditionalVAE is the VAE that does"
+            )
 
     def get_config(self):
         return {
@@ -145,18 +172,21 @@ class VAE(keras.Model):
             reinterpreted_batch_ndims=1,
         )
 
-    def encode(self, images, training=False) -> tfd.Distribution:
+    def encode(self, images, training=False, *, labels=None) -> tfd.Distribution:
         """The approximate posterior q(z|x): a diagonal Gaussian per image."""
         images = self._check_images(images)
-        mean, raw_scale = tf.split(self.encoder(images, training=training), 2, axis=-1)
+        inputs = self._encoder_inputs(images, labels)
+        mean, raw_scale = tf.split(self.encoder(inputs, training=training), 2, axis=-1)
         return tfd.Independent(
             tfd.Normal(mean, tf.nn.softplus(raw_scale) + 1e-5),
             reinterpreted_batch_ndims=1,
         )
 
-    def likelihood_distribution(self, latents, training=False) -> tfd.Distribution:
+    def likelihood_distribution(
+        self, latents, training=False, *, labels=None
+    ) -> tfd.Distribution:
         """p(x|z), one distribution over whole images per latent."""
-        outputs = self.decoder(latents, training=training)
+        outputs = self.decoder(self._decoder_inputs(latents, labels), training=training)
         if self.likelihood == "bernoulli":
             pixels = tfd.Bernoulli(logits=outputs, dtype=tf.float32)
         else:
@@ -186,14 +216,15 @@ class VAE(keras.Model):
             "sample": base.sample_endpoint(self.latent_dim, self.decode),
         }
 
-    def decode(self, latents) -> tf.Tensor:
+    def decode(self, latents, *, labels=None) -> tf.Tensor:
         """Mean images in [0, 1] for the given latents."""
         latents = base.checked_latents(latents, self.latent_dim)
-        return tf.clip_by_value(self.likelihood_distribution(latents).mean(), 0.0, 1.0)
+        likelihood = self.likelihood_distribution(latents, labels=labels)
+        return tf.clip_by_value(likelihood.mean(), 0.0, 1.0)
 
-    def reconstruct(self, images) -> tf.Tensor:
+    def reconstruct(self, images, *, labels=None) -> tf.Tensor:
         """Decode the posterior mean of each image."""
-        return self.decode(self.encode(images).mean())
+        return self.decode(self.encode(images, labels=labels).mean(), labels=labels)
 
     def call(self, images, training=False):
         return self.reconstruct(images)
@@ -203,7 +234,7 @@ class VAE(keras.Model):
         latents = base.standard_normal(num_samples, self.latent_dim, seed)
         return base.in_batches(self.decode, latents)
 
-    def score(self, images, seed: int | None = None) -> tf.Tensor:
+    def score(self, images, seed: int | None = None, *, labels=None) -> tf.Tensor:
         """Per-example negative ELBO in nats (one posterior sample, analytic KL).
 
         With seed=None it uses the evaluation noise, so the mean over a batch is
@@ -211,11 +242,13 @@ class VAE(keras.Model):
         """
         images = self._check_images(images)
         seed = self._evaluation_seed() if seed is None else base.step_seed(seed, -1, 0)
-        reconstruction, kl = self._negative_elbo_terms(images, seed, training=False)
+        reconstruction, kl = self._negative_elbo_terms(
+            images, seed, training=False, labels=labels
+        )
         return reconstruction + self.beta * kl
 
     def negative_log_likelihood(
-        self, images, num_samples: int = 100, seed: int = 0
+        self, images, num_samples: int = 100, seed: int = 0, *, labels=None
     ) -> tf.Tensor:
         """Per-example -log p(x) in nats, importance-weighted with K posterior samples.
 
@@ -226,20 +259,21 @@ class VAE(keras.Model):
         noise = tf.random.stateless_normal(
             [num_samples, tf.shape(images)[0], self.latent_dim], seed=(seed, 1)
         )
-        log_weights = self._importance_log_weights(images, noise)
+        log_weights = self._importance_log_weights(images, noise, labels=labels)
         return -(
             tf.reduce_logsumexp(log_weights, axis=0) - tf.math.log(float(num_samples))
         )
 
-    def _importance_log_weights(self, images, noise):
+    def _importance_log_weights(self, images, noise, labels=None):
         """log p(x|z_k) + log p(z_k) - log q(z_k|x) for z_k = mu + sigma * noise[k]."""
-        posterior = self.encode(images)
+        posterior = self.encode(images, labels=labels)
         latents = (
             posterior.mean() + posterior.stddev() * noise
         )  # (K, batch, latent_dim)
         samples, batch = tf.shape(noise)[0], tf.shape(noise)[1]
         flat = tf.reshape(latents, [-1, self.latent_dim])
-        likelihood = self.likelihood_distribution(flat)
+        repeated_labels = None if labels is None else tf.tile(labels, [samples, 1])
+        likelihood = self.likelihood_distribution(flat, labels=repeated_labels)
         repeated = tf.tile(images, [samples, 1, 1, 1])
         log_likelihood = tf.reshape(likelihood.log_prob(repeated), [samples, batch])
         return (
@@ -249,23 +283,25 @@ class VAE(keras.Model):
     def _evaluation_seed(self):
         return base.step_seed(self.seed, -1, 0)
 
-    def _negative_elbo_terms(self, images, seed, training):
-        posterior = self.encode(images, training=training)
+    def _negative_elbo_terms(self, images, seed, training, labels=None):
+        posterior = self.encode(images, training=training, labels=labels)
         noise = base.replica_normal(tf.shape(images)[0], [self.latent_dim], seed)
         # Reparameterised sample, drawn from noise shared out across replicas.
         latents = posterior.mean() + posterior.stddev() * noise
         reconstruction = -self.likelihood_distribution(
-            latents, training=training
+            latents, training=training, labels=labels
         ).log_prob(images)
         kl = tfd.kl_divergence(posterior, self.prior)
         return reconstruction, kl
 
     def train_step(self, data):
-        images = base.images(data)
+        images, labels = self._batch(data)
         # Negative ELBO with one reparameterised posterior sample; one update.
         with tf.GradientTape() as tape:
             seed = base.step_seed(self.seed, self.optimizer.iterations, 0)
-            reconstruction, kl = self._negative_elbo_terms(images, seed, training=True)
+            reconstruction, kl = self._negative_elbo_terms(
+                images, seed, training=True, labels=labels
+            )
             loss = losses.average_over_global_batch(reconstruction + self.beta * kl)
             loss = self.optimizer.scale_loss(loss)
         weights = self.trainable_variables
@@ -273,9 +309,9 @@ class VAE(keras.Model):
         return self._track(reconstruction, kl)
 
     def test_step(self, data):
-        images = base.images(data)
+        images, labels = self._batch(data)
         reconstruction, kl = self._negative_elbo_terms(
-            images, self._evaluation_seed(), training=False
+            images, self._evaluation_seed(), training=False, labels=labels
         )
         return self._track(reconstruction, kl)
 

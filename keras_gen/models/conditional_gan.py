@@ -1,0 +1,451 @@
+"""Class-conditional GAN with a projection discriminator (Miyato and Koyama, 2018).
+
+Also the label helpers every conditional family shares: checking labels, one-hot
+codes, reading labelled batches and the exported `sample` with labels.
+"""
+
+from collections.abc import Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+from keras_gen import losses
+from keras_gen.models import base
+from keras_gen.models.dcgan import _base_size, _batch_norm, _init, build_generator
+
+
+def checked_labels(labels, conditions: dict, count=None) -> tf.Tensor:
+    """Labels as int32 (batch, heads), every index in range for its head.
+
+    `conditions` maps each head to its class names; with one head, labels of shape
+    (batch,) are accepted too. `count` is the batch size the labels must match.
+    Eagerly a bad request is a ValueError; in a graph (training, exported
+    signatures) it fails an assertion, so an out-of-range label is never silently
+    read as "no class".
+    """
+    labels = tf.convert_to_tensor(labels)
+    heads = len(conditions)
+    if not labels.dtype.is_integer:
+        raise ValueError(f"labels must be integer class indices, got {labels.dtype}")
+    labels = tf.cast(labels, tf.int32)
+    if labels.shape.rank == 1 and heads == 1:
+        labels = labels[:, None]
+    if labels.shape.rank != 2 or labels.shape[-1] != heads:
+        raise ValueError(
+            f"expected labels of shape (batch, {heads}), one column per head "
+            f"({', '.join(conditions)}), got {tuple(labels.shape)}"
+        )
+    if tf.executing_eagerly():
+        if count is not None and labels.shape[0] != int(count):
+            raise ValueError(f"got {labels.shape[0]} labels for {int(count)} inputs")
+        values = labels.numpy()
+        for column, (head, names) in enumerate(conditions.items()):
+            bad = values[(values[:, column] < 0) | (values[:, column] >= len(names))]
+            if len(bad):
+                raise ValueError(
+                    f"{head} index {bad[0, column]} is out of range; there are "
+                    f"{len(names)} classes: {', '.join(names)}"
+                )
+        return labels
+    ranges = ", ".join(
+        f"{head} 0..{len(names) - 1}" for head, names in conditions.items()
+    )
+    checks = [
+        tf.debugging.assert_non_negative(
+            labels, message=f"labels out of range; valid: {ranges}"
+        ),
+        tf.debugging.assert_less(
+            labels,
+            tf.constant([len(names) for names in conditions.values()], tf.int32),
+            message=f"labels out of range; valid: {ranges}",
+        ),
+    ]
+    if count is not None:
+        checks.append(
+            tf.debugging.assert_equal(
+                tf.shape(labels)[0],
+                tf.cast(count, tf.int32),
+                message="the batch needs one row of labels per input",
+            )
+        )
+    with tf.control_dependencies(checks):
+        return tf.identity(labels)
+
+
+def one_hot(labels, conditions: dict) -> tf.Tensor:
+    """Checked labels (batch, heads) -> float32 (batch, total classes): a one-hot per head."""
+    return tf.concat(
+        [
+            tf.one_hot(labels[:, column], len(names))
+            for column, names in enumerate(conditions.values())
+        ],
+        axis=-1,
+    )
+
+
+def labelled_batch(data, model_name: str) -> tuple:
+    """(images, labels) of a training batch, or a ValueError saying how to get labels.
+
+    fit((images, labels)) hands the step ((images, labels),): x is the pair and
+    there is no y, so a one-element tuple is unwrapped.
+    """
+    if isinstance(data, (tuple, list)) and len(data) == 1:
+        data = data[0]
+    labels = base.labels(data)
+    if labels is None:
+        raise ValueError(
+            f"{model_name} trains on (images, labels) batches, labels int32 "
+            "(batch, heads), but this batch has no labels. Pass them: "
+            "fit(images, labels), or data.training_pipeline(images, labels="
+            'data.load_labels(name), ...) (set "labels": true in a card\'s data block).'
+        )
+    return base.images(data), labels
+
+
+def conditional_sample_endpoint(latent_dim: int, decode: Callable, heads: int) -> tuple:
+    """base.sample_endpoint with one more input: `labels` (heads,), every sample's classes.
+
+    `decode(latents, labels)` receives them repeated to (batch, heads).
+    """
+
+    def sample(num_samples, seed, labels):
+        def decode_one_combination(latents):
+            return decode(latents, tf.tile(labels[None], [tf.shape(latents)[0], 1]))
+
+        function, _ = base.sample_endpoint(latent_dim, decode_one_combination)
+        return function(num_samples, seed)
+
+    _, signature = base.sample_endpoint(latent_dim, decode)
+    return sample, [*signature, tf.TensorSpec([heads], tf.int32, name="labels")]
+
+
+def build_projection_discriminator(
+    image_size: int, channels: int, filters: int, num_classes: int
+) -> keras.Model:
+    """(images in [-1, 1], labels (batch, 1)) -> logits psi(phi(x)) + embed(y) . phi(x).
+
+    phi is the DCGAN discriminator's convolutions, flattened, and psi its linear
+    read-out (a valid convolution over the whole map is a dense layer on the
+    flattened map): with the class embedding at zero this is DCGAN's discriminator.
+    """
+    size, downsamplings = _base_size(image_size)
+    images = keras.Input((image_size, image_size, channels), name="images")
+    labels = keras.Input((1,), dtype="int32", name="labels")
+    hidden = images
+    for i in range(downsamplings):
+        hidden = keras.layers.Conv2D(
+            filters * 2**i,
+            4,
+            strides=2,
+            padding="same",
+            use_bias=i == 0,
+            kernel_initializer=_init(),
+        )(hidden)
+        if i > 0:  # Radford et al.: no batch norm on the discriminator's input layer
+            hidden = _batch_norm()(hidden)
+        hidden = keras.layers.LeakyReLU(0.2)(hidden)
+    features = keras.layers.Flatten(name="features")(hidden)
+    # float32 from here on under a mixed-precision policy: these are the logits.
+    unconditional = keras.layers.Dense(
+        1, kernel_initializer=_init(), dtype="float32", name="psi"
+    )(features)
+    embedded = keras.layers.Embedding(
+        num_classes,
+        size * size * filters * 2 ** (downsamplings - 1),
+        embeddings_initializer=_init(),
+        dtype="float32",
+        name="class_embedding",
+    )(labels)
+    projection = keras.layers.Dot(axes=1, dtype="float32", name="projection")(
+        [keras.layers.Flatten()(embedded), features]
+    )
+    logits = keras.layers.Add(dtype="float32", name="logits")(
+        [unconditional, projection]
+    )
+    return keras.Model([images, labels], logits, name="discriminator")
+
+
+@keras.saving.register_keras_serializable(package="keras_gen")
+class ConditionalGAN(keras.Model):
+    """Class-conditional DCGAN with a projection discriminator (Miyato and Koyama, 2018).
+
+    The generator is DCGAN's, reading a one-hot class beside the latents. The
+    discriminator scores psi(phi(x)) + embed(y) . phi(x): an unconditional read-out
+    of its features plus their inner product with a learned embedding of the class.
+    Projection rather than AC-GAN's auxiliary classifier: AC-GAN adds a
+    classification loss that rewards the generator for samples that are easy to
+    classify, which pulls them towards a few clear-cut prototypes per class and
+    costs diversity; projection puts the condition inside the discriminator's
+    logit, so the standard non-saturating GAN loss is kept as is. Training batches
+    are (images in [0, 1], labels int32 (batch, 1)); the generated half of each
+    step uses the batch's real labels.
+
+    Args:
+        class_names: the classes; a label is the position of its name.
+        image_size: side of the square images; 28, 32 and 64 all work.
+        channels: 1 for grayscale, 3 for RGB.
+        latent_dim: size of the generator's input noise.
+        generator_filters: width of the generator's last hidden layer; the layers
+            before it double it.
+        discriminator_filters: width of the discriminator's first layer.
+        seed: fixes the training noise: step t draws the same latents whatever the
+            number of replicas.
+
+    Example:
+        names = list(keras_gen.data.CLASSES["fashion_mnist"]["class"])
+        model = keras_gen.ConditionalGAN(names, image_size=28, channels=1)
+        model.compile()  # Adam(2e-4, beta_1=0.5) for each network
+        model.fit(images, labels, batch_size=64, epochs=5)
+        boots = model.generate(16, seed=0, labels="ankle boot")
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        image_size: int = 64,
+        channels: int = 3,
+        latent_dim: int = 100,
+        generator_filters: int = 64,
+        discriminator_filters: int = 64,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(class_names, str) or not class_names:
+            raise ValueError(
+                f"class_names must be a list of class names, got {class_names!r}"
+            )
+        if len(set(class_names)) != len(class_names):
+            raise ValueError(f"class_names must be distinct, got {list(class_names)}")
+        self.class_names = tuple(str(name) for name in class_names)
+        self.image_size = image_size
+        self.channels = channels
+        self.latent_dim = latent_dim
+        self.generator_filters = generator_filters
+        self.discriminator_filters = discriminator_filters
+        self.seed = seed
+        # The generator reads [latents, one-hot class].
+        self.generator = build_generator(
+            latent_dim + len(self.class_names), image_size, channels, generator_filters
+        )
+        self.discriminator = build_projection_discriminator(
+            image_size, channels, discriminator_filters, len(self.class_names)
+        )
+        self.generator_loss_tracker = keras.metrics.Mean(name="generator_loss")
+        self.discriminator_loss_tracker = keras.metrics.Mean(name="discriminator_loss")
+        self.real_output_tracker = keras.metrics.Mean(name="d_real")
+        self.fake_output_tracker = keras.metrics.Mean(name="d_fake")
+        self.generator_optimizer = None
+        self.discriminator_optimizer = None
+        self.build()
+
+    def build(self, input_shape=None):
+        # fit() never calls the model itself; both networks are built on creation.
+        self.built = True
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "class_names": list(self.class_names),
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "latent_dim": self.latent_dim,
+            "generator_filters": self.generator_filters,
+            "discriminator_filters": self.discriminator_filters,
+            "seed": self.seed,
+        }
+
+    @property
+    def conditions(self) -> dict:
+        """Head -> class names: one head, "labels"."""
+        return {"labels": tuple(self.class_names)}
+
+    def compile(
+        self,
+        generator_optimizer: keras.optimizers.Optimizer | str | None = None,
+        discriminator_optimizer: keras.optimizers.Optimizer | str | None = None,
+        **kwargs,
+    ):
+        """Set one optimizer per network (default: Adam(2e-4, beta_1=0.5) each)."""
+        super().compile(optimizer=None, **kwargs)  # Keras would add an unused RMSprop
+        self.generator_optimizer = keras.optimizers.get(
+            generator_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        )
+        self.discriminator_optimizer = keras.optimizers.get(
+            discriminator_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        )
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            # What Keras's own compile does for model.optimizer, for both of ours.
+            self.generator_optimizer, self.discriminator_optimizer = (
+                optimizer
+                if isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+                else keras.optimizers.LossScaleOptimizer(optimizer)
+                for optimizer in (
+                    self.generator_optimizer,
+                    self.discriminator_optimizer,
+                )
+            )
+        self.generator_optimizer.build(self.generator.trainable_variables)
+        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+
+    def get_compile_config(self):
+        if not self.compiled:
+            return {}
+        return {
+            "generator_optimizer": keras.optimizers.serialize(self.generator_optimizer),
+            "discriminator_optimizer": keras.optimizers.serialize(
+                self.discriminator_optimizer
+            ),
+        }
+
+    def compile_from_config(self, config):
+        self.compile(
+            **{
+                key: keras.optimizers.deserialize(value)
+                for key, value in config.items()
+                if key in ("generator_optimizer", "discriminator_optimizer")
+            }
+        )
+
+    @property
+    def metrics(self):
+        return [
+            self.generator_loss_tracker,
+            self.discriminator_loss_tracker,
+            self.real_output_tracker,
+            self.fake_output_tracker,
+        ]
+
+    def call(self, inputs, training=False):
+        """(latents, labels) -> images in [0, 1], like decode."""
+        latents, labels = inputs
+        labels = checked_labels(labels, self.conditions, tf.shape(latents)[0])
+        return (self._generate(latents, labels, training) + 1.0) / 2.0
+
+    def _generate(self, latents, labels, training):
+        """Checked labels -> images in the generator's tanh range."""
+        codes = tf.cast(one_hot(labels, self.conditions), latents.dtype)
+        return self.generator(tf.concat([latents, codes], -1), training=training)
+
+    def train_step(self, data):
+        real, labels = labelled_batch(data, "ConditionalGAN")
+        real = real * 2.0 - 1.0  # the generator's tanh range
+        labels = checked_labels(labels, self.conditions, tf.shape(real)[0])
+        seed = base.step_seed(self.seed, self.discriminator_optimizer.iterations, 0)
+        latents = base.replica_normal(tf.shape(real)[0], [self.latent_dim], seed)
+        generator_weights = self.generator.trainable_variables
+        discriminator_weights = self.discriminator.trainable_variables
+
+        # 1. Generate once, one image per real image and of its class; this pass
+        # serves both updates.
+        with tf.GradientTape() as generator_tape:
+            fake = self._generate(latents, labels, training=True)
+
+        # 2. Update the discriminator on real and generated images, each scored
+        # with its label.
+        with tf.GradientTape() as discriminator_tape:
+            real_logits = self.discriminator([real, labels], training=True)
+            fake_logits = self.discriminator([fake, labels], training=True)
+            discriminator_losses = losses.gan_discriminator_losses(
+                real_logits, fake_logits
+            )
+            discriminator_loss = losses.average_over_global_batch(discriminator_losses)
+            discriminator_loss = self.discriminator_optimizer.scale_loss(
+                discriminator_loss
+            )
+        gradients = discriminator_tape.gradient(
+            discriminator_loss, discriminator_weights
+        )
+        self.discriminator_optimizer.apply_gradients(
+            zip(gradients, discriminator_weights)
+        )
+
+        # 3. Update the generator against the updated discriminator, through the
+        # images (loss -> images -> generator weights), as DCGAN does.
+        with tf.GradientTape() as image_tape:
+            image_tape.watch(fake)
+            generator_losses = losses.gan_generator_losses(
+                self.discriminator([fake, labels], training=True)
+            )
+            generator_loss = losses.average_over_global_batch(generator_losses)
+            generator_loss = self.generator_optimizer.scale_loss(generator_loss)
+        gradients = generator_tape.gradient(
+            fake,
+            generator_weights,
+            output_gradients=image_tape.gradient(generator_loss, fake),
+        )
+        self.generator_optimizer.apply_gradients(zip(gradients, generator_weights))
+        return self._track(
+            discriminator_losses, generator_losses, real_logits, fake_logits
+        )
+
+    def test_step(self, data):
+        real, labels = labelled_batch(data, "ConditionalGAN")
+        real = real * 2.0 - 1.0
+        batch = tf.shape(real)[0]
+        labels = checked_labels(labels, self.conditions, batch)
+        seed = base.step_seed(self.seed, -1, 0)
+        latents = base.replica_normal(batch, [self.latent_dim], seed)
+        fake = self._generate(latents, labels, training=False)
+        real_logits = self.discriminator([real, labels])
+        fake_logits = self.discriminator([fake, labels])
+        return self._track(
+            losses.gan_discriminator_losses(real_logits, fake_logits),
+            losses.gan_generator_losses(fake_logits),
+            real_logits,
+            fake_logits,
+        )
+
+    def _track(self, discriminator_losses, generator_losses, real_logits, fake_logits):
+        self.discriminator_loss_tracker.update_state(discriminator_losses)
+        self.generator_loss_tracker.update_state(generator_losses)
+        self.real_output_tracker.update_state(tf.sigmoid(real_logits))
+        self.fake_output_tracker.update_state(tf.sigmoid(fake_logits))
+        return base.logs(self.metrics)
+
+    def generate(
+        self, num_samples: int, seed: int | None = None, labels=None
+    ) -> tf.Tensor:
+        """`num_samples` float32 images in [0, 1]; the same seed gives the same images.
+
+        `labels`: a class name or index for every sample, or one per sample; None
+        cycles through the classes.
+        """
+        latents = base.standard_normal(num_samples, self.latent_dim, seed)
+        indices = base.condition_indices(
+            num_samples, self.conditions, {"labels": labels}
+        )
+        return base.in_batches(
+            lambda rows: self.decode(
+                tf.gather(latents, rows), tf.gather(indices, rows)
+            ),
+            tf.range(num_samples),
+        )
+
+    def decode(self, latents, labels) -> tf.Tensor:
+        """Images in [0, 1] for latents (batch, latent_dim) and class indices (batch,)."""
+        latents = base.checked_latents(latents, self.latent_dim)
+        labels = checked_labels(labels, self.conditions, tf.shape(latents)[0])
+        return tf.clip_by_value(
+            (self._generate(latents, labels, training=False) + 1.0) / 2.0, 0.0, 1.0
+        )
+
+    def serving_endpoints(self) -> dict:
+        """Functions and input signatures that keras_gen.export writes, by name.
+
+        "generate" takes latents (batch, latent_dim) and one label per latent;
+        "sample" takes num_samples, seed and `labels` of shape (1,), the class of
+        every sample (the shape of a conditional VAE's `labels` with its one
+        head), and gives what generate(num_samples, seed, labels=label) gives.
+        Labels out of range fail the request. The first is also `serving_default`.
+        """
+        latents = tf.TensorSpec([None, self.latent_dim], tf.float32, name="latents")
+        labels = tf.TensorSpec([None], tf.int32, name="labels")
+
+        def generate(latents, labels):
+            return {"images": self.decode(latents, labels)}
+
+        return {
+            "generate": (generate, [latents, labels]),
+            "sample": conditional_sample_endpoint(self.latent_dim, self.decode, 1),
+        }

@@ -1,0 +1,202 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tiny
+
+from keras_gen import export
+from keras_gen.models import ConditionalGAN, base
+
+
+def images(count=8, seed=0):
+    return np.random.default_rng(seed).random((count, 16, 16, 1)).astype("float32")
+
+
+def labels(count=8, seed=0):
+    return np.random.default_rng(seed).integers(0, 3, (count, 1)).astype("int32")
+
+
+def log_sigmoid(x):
+    return -np.logaddexp(0.0, -x)
+
+
+def test_projection_discriminator_is_psi_of_phi_plus_embedding_dot_phi():
+    model = tiny.conditional_gan()
+    discriminator = model.discriminator
+    # A class embedding far from zero, so the projection term shows.
+    embedding = discriminator.get_layer("class_embedding")
+    shape = embedding.embeddings.shape
+    embedding.set_weights([np.random.default_rng(1).normal(size=shape)])
+    x, y = tf.constant(images() * 2 - 1), labels()
+    phi = keras.Model(
+        discriminator.inputs[0], discriminator.get_layer("features").output
+    )
+    features = phi(x).numpy().astype("float64")
+    kernel, bias = discriminator.get_layer("psi").get_weights()
+    table = embedding.get_weights()[0]
+    expected = (
+        features @ kernel + bias + np.sum(table[y[:, 0]] * features, axis=1)[:, None]
+    )
+    np.testing.assert_allclose(
+        discriminator([x, tf.constant(y)]), expected, rtol=1e-5, atol=1e-5
+    )
+    # The label matters: the same images scored as another class score otherwise.
+    assert not np.allclose(discriminator([x, tf.constant((y + 1) % 3)]), expected)
+
+
+def copy(network):
+    clone = keras.models.clone_model(network)
+    clone.set_weights(network.get_weights())
+    return clone
+
+
+def test_train_step_reports_the_losses_of_the_weights_it_started_from():
+    model = tiny.conditional_gan()
+    model.compile()
+    x, y = tf.constant(images()), tf.constant(labels())
+    latents = base.replica_normal(len(x), [4], base.step_seed(model.seed, 0, 0))
+    generator, discriminator = copy(model.generator), copy(model.discriminator)
+    # The generated images are of the batch's own classes.
+    codes = tf.one_hot(y[:, 0], 3)
+    fake = generator(tf.concat([latents, codes], -1), training=True)
+    real_logits = discriminator([x * 2 - 1, y], training=True).numpy()
+    fake_logits = discriminator([fake, y], training=True).numpy()
+    expected = np.mean(-log_sigmoid(real_logits) - log_sigmoid(-fake_logits))
+    logs = model.train_step((x, y))
+    assert float(logs["discriminator_loss"]) == pytest.approx(expected, rel=1e-5)
+    assert float(logs["d_fake"]) == pytest.approx(
+        np.mean(1 / (1 + np.exp(-fake_logits))), rel=1e-5
+    )
+
+
+def trainable(network):
+    return [w.numpy().copy() for w in network.trainable_weights]
+
+
+def changed(before, network):
+    return [
+        not np.array_equal(b, w.numpy())
+        for b, w in zip(before, network.trainable_weights)
+    ]
+
+
+@pytest.mark.parametrize("frozen", ["generator", "discriminator"])
+def test_each_network_changes_only_through_its_own_optimizer(frozen):
+    model = tiny.conditional_gan()
+    zero, normal = keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.1)
+    if frozen == "generator":
+        model.compile(generator_optimizer=zero, discriminator_optimizer=normal)
+    else:
+        model.compile(generator_optimizer=normal, discriminator_optimizer=zero)
+    generator_before = trainable(model.generator)
+    discriminator_before = trainable(model.discriminator)
+    # Every class present, so every row of the class embedding gets a gradient.
+    y = np.arange(16, dtype="int32")[:, None] % 3
+    model.fit(images(16), y, batch_size=16, epochs=1, verbose=0)
+    generator_changed = changed(generator_before, model.generator)
+    discriminator_changed = changed(discriminator_before, model.discriminator)
+    if frozen == "generator":
+        assert not any(generator_changed) and all(discriminator_changed)
+    else:
+        assert all(generator_changed) and not any(discriminator_changed)
+
+
+def test_a_batch_without_labels_is_refused():
+    model = tiny.conditional_gan()
+    model.compile()
+    with pytest.raises(ValueError, match="no labels"):
+        model.fit(images(16), batch_size=8, epochs=1, verbose=0)
+
+
+def test_evaluate_reads_labelled_batches():
+    model = tiny.conditional_gan()
+    model.compile()
+    results = model.evaluate(images(16), labels(16), return_dict=True, verbose=0)
+    assert set(results) == {"generator_loss", "discriminator_loss", "d_real", "d_fake"}
+
+
+def test_generate_by_name_equals_by_index_and_is_reproducible():
+    model = tiny.conditional_gan()
+    by_name = model.generate(4, seed=3, labels="two")
+    assert by_name.shape == (4, 16, 16, 1) and by_name.dtype == tf.float32
+    assert float(tf.reduce_min(by_name)) >= 0 and float(tf.reduce_max(by_name)) <= 1
+    np.testing.assert_array_equal(by_name, model.generate(4, seed=3, labels=2))
+    np.testing.assert_array_equal(
+        model.generate(4, seed=3, labels=["one", "two", "zero", "one"]),
+        model.generate(4, seed=3, labels=[1, 2, 0, 1]),
+    )
+    assert not np.array_equal(by_name, model.generate(4, seed=4, labels=2))
+
+
+def test_each_sample_gets_its_own_label():
+    model = tiny.conditional_gan()
+    latents = base.standard_normal(6, 4, seed=3)
+    requested = [2, 0, 1, 1, 0, 2]
+    np.testing.assert_allclose(
+        model.generate(6, seed=3, labels=requested),
+        model.decode(latents, requested),
+        atol=1e-6,
+    )
+    # No labels: the classes in turn.
+    np.testing.assert_allclose(
+        model.generate(6, seed=3), model.decode(latents, [0, 1, 2, 0, 1, 2]), atol=1e-6
+    )
+    # Same latents, other classes: other images.
+    one = model.decode(latents, [0] * 6).numpy()
+    other = model.decode(latents, [1] * 6).numpy()
+    assert np.abs(one - other).max() > 1e-4
+
+
+def test_bad_labels_are_refused_with_the_choices():
+    model = tiny.conditional_gan()
+    with pytest.raises(ValueError, match="Did you mean 'two'.*zero, one, two"):
+        model.generate(2, labels="twoo")
+    with pytest.raises(ValueError, match="index 3 is out of range; there are 3"):
+        model.decode(np.zeros((2, 4), "float32"), [0, 3])
+    with pytest.raises(ValueError, match="got 1 labels for 2 inputs"):
+        model.decode(np.zeros((2, 4), "float32"), [0])
+    with pytest.raises(ValueError, match="one value, or one per sample"):
+        model.generate(3, labels=[0, 1])
+    with pytest.raises(ValueError, match="class_names must be distinct"):
+        tiny.conditional_gan(class_names=["a", "a"])
+
+
+def test_conditions_and_config():
+    model = tiny.conditional_gan()
+    assert model.conditions == {"labels": ("zero", "one", "two")}
+    config = model.get_config()
+    assert config["class_names"] == ["zero", "one", "two"]
+    assert ConditionalGAN.from_config(config).get_config() == config
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    model = tiny.conditional_gan()
+    directory = export.saved_model(model, tmp_path_factory.mktemp("export") / "cgan")
+    return model, tf.saved_model.load(str(directory)).signatures
+
+
+def test_exported_signatures_match_keras(exported):
+    model, signatures = exported
+    assert sorted(signatures) == ["generate", "sample", "serving_default"]
+    latents = np.random.default_rng(0).standard_normal((5, 4)).astype("float32")
+    requested = np.array([0, 2, 1, 1, 0], "int32")
+    expected = model.decode(latents, requested)
+    for name in ("generate", "serving_default"):
+        got = signatures[name](latents=latents, labels=requested)["images"]
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    got = signatures["sample"](num_samples=np.int32(4), seed=np.int64(9), labels=[2])
+    np.testing.assert_allclose(
+        got["images"], model.generate(4, seed=9, labels=2), atol=1e-5, rtol=0
+    )
+
+
+def test_exported_signatures_refuse_labels_out_of_range(exported):
+    _, signatures = exported
+    with pytest.raises(tf.errors.InvalidArgumentError, match="labels out of range"):
+        signatures["sample"](num_samples=np.int32(2), seed=np.int64(0), labels=[3])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="labels out of range"):
+        signatures["generate"](latents=tf.zeros([2, 4]), labels=tf.constant([0, -1]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one row of labels"):
+        signatures["generate"](latents=tf.zeros([2, 4]), labels=tf.constant([0]))
