@@ -8,8 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 
-def replica_normal(local_batch, shape, seed):
-    """Standard normal noise for this replica's share of the global batch.
+def replica_normal(local_batch, shape, seed, sampler=tf.random.stateless_normal):
+    """Standard normal noise (or `sampler`'s) for this replica's share of the global batch.
 
     Every replica draws the same global-batch tensor from a stateless seed and
     keeps its own rows, so N replicas together see exactly the noise one device
@@ -18,9 +18,7 @@ def replica_normal(local_batch, shape, seed):
     context = tf.distribute.get_replica_context()
     replicas = context.num_replicas_in_sync if context else 1
     replica = context.replica_id_in_sync_group if context else 0
-    noise = tf.random.stateless_normal(
-        tf.concat([[local_batch * replicas], shape], axis=0), seed=seed
-    )
+    noise = sampler(tf.concat([[local_batch * replicas], shape], axis=0), seed=seed)
     start = tf.cast(replica, tf.int32) * local_batch
     return noise[start : start + local_batch]
 

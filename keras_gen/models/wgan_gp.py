@@ -84,15 +84,10 @@ def gradient_penalties(critic, real, fake, epsilon, training=False) -> tf.Tensor
 
 
 def replica_uniform(local_batch, shape, seed) -> tf.Tensor:
-    """Uniform [0, 1) noise for this replica's rows of the global batch, as base.replica_normal."""
-    context = tf.distribute.get_replica_context()
-    replicas = context.num_replicas_in_sync if context else 1
-    replica = context.replica_id_in_sync_group if context else 0
-    noise = tf.random.stateless_uniform(
-        tf.concat([[local_batch * replicas], shape], axis=0), seed=seed
+    """Uniform [0, 1) noise for this replica's rows of the global batch."""
+    return base.replica_normal(
+        local_batch, shape, seed, sampler=tf.random.stateless_uniform
     )
-    start = tf.cast(replica, tf.int32) * local_batch
-    return noise[start : start + local_batch]
 
 
 @keras.saving.register_keras_serializable(package="keras_gen")
