@@ -74,7 +74,13 @@ def evaluate(
     )
     for name, value in model.evaluate(test_data, return_dict=True, verbose=0).items():
         add(f"test {name}", value)
-    _likelihood(model, test_images[:NLL_IMAGES], binarize, add)
+    _likelihood(
+        model,
+        test_images[:NLL_IMAGES],
+        test_labels[:NLL_IMAGES] if data_spec.get("labels") else None,
+        binarize,
+        add,
+    )
     if not hasattr(model, "generate"):
         return _with_command(report)
 
@@ -178,19 +184,26 @@ def _labels(dataset, split, data_source):
         return None
 
 
-def _likelihood(model, images, binarize, add):
-    """Negative log-likelihood in nats and bits/dim: IWAE bound for VAEs, exact if known."""
+def _likelihood(model, images, labels, binarize, add):
+    """Negative log-likelihood in nats and bits/dim: the IWAE bound for VAEs."""
     if not hasattr(model, "negative_log_likelihood") or len(images) == 0:
         return
-    pixels = data.pipeline(
-        images, batch_size=100, shuffle=False, binarize="fixed" if binarize else None
+    batches = data.pipeline(
+        images,
+        batch_size=100,
+        shuffle=False,
+        binarize="fixed" if binarize else None,
+        labels=labels,
     )
-    nats = np.concatenate(
-        [
-            np.asarray(model.negative_log_likelihood(batch, LIKELIHOOD_SAMPLES))
-            for batch in pixels
-        ]
-    )
+
+    def nats_of(batch):
+        if isinstance(batch, tuple):  # a conditional model's (images, labels)
+            return model.negative_log_likelihood(
+                batch[0], LIKELIHOOD_SAMPLES, labels=batch[1]
+            )
+        return model.negative_log_likelihood(batch, LIKELIHOOD_SAMPLES)
+
+    nats = np.concatenate([np.asarray(nats_of(batch)) for batch in batches])
     label = f"IWAE K={LIKELIHOOD_SAMPLES}, {len(images)} test images"
     add(f"test negative log-likelihood, nats ({label})", nats.mean())
     add(

@@ -131,16 +131,15 @@ class TensorBoard(keras.callbacks.Callback):
                     "samples", _grid_batch(self.model.generate(16, seed=SAMPLE_SEED))
                 )
             if self.reference_images is not None and hasattr(self.model, "reconstruct"):
-                pairs = tf.concat(
-                    [
-                        self.reference_images,
-                        self.model.reconstruct(self.reference_images),
-                    ],
-                    0,
+                images, labels = (
+                    self.reference_images
+                    if isinstance(self.reference_images, tuple)
+                    else (self.reference_images, None)
                 )
+                extra = {} if labels is None else {"labels": labels}
+                pairs = tf.concat([images, self.model.reconstruct(images, **extra)], 0)
                 tf.summary.image(
-                    "reconstructions",
-                    _grid_batch(pairs, columns=len(self.reference_images)),
+                    "reconstructions", _grid_batch(pairs, columns=len(images))
                 )
         self.writer.flush()
 
@@ -305,7 +304,14 @@ def train(
             },
         }
         reference = next(
-            iter(data.pipeline(train_images[:8], batch_size=8, shuffle=False))
+            iter(
+                data.pipeline(
+                    train_images[:8],
+                    batch_size=8,
+                    shuffle=False,
+                    labels=None if train_labels is None else train_labels[:8],
+                )
+            )
         )
         callbacks.append(TensorBoard(logdir, hparams, reference_images=reference))
     if done:

@@ -47,13 +47,20 @@ def checked_latents(latents, latent_dim: int) -> tf.Tensor:
     return latents
 
 
+def _unwrapped(data):
+    # fit((images, labels)) yields ((images, labels),): x is the pair and there is no y.
+    return data[0] if isinstance(data, (tuple, list)) and len(data) == 1 else data
+
+
 def images(data):
     """The images of a batch that may also carry labels or other extras."""
+    data = _unwrapped(data)
     return data[0] if isinstance(data, (tuple, list)) else data
 
 
 def labels(data):
     """The labels of a batch (int, (batch, heads)), or None when it carries only images."""
+    data = _unwrapped(data)
     return data[1] if isinstance(data, (tuple, list)) and len(data) > 1 else None
 
 

@@ -157,7 +157,7 @@ def build_projection_discriminator(
         name="class_embedding",
     )(labels)
     projection = keras.layers.Dot(axes=1, dtype="float32", name="projection")(
-        [keras.layers.Flatten()(embedded), features]
+        [keras.layers.Flatten(dtype="float32")(embedded), features]
     )
     logits = keras.layers.Add(dtype="float32", name="logits")(
         [unconditional, projection]
