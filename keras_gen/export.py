@@ -105,6 +105,12 @@ def tflite(
         names = [
             name for name in model.serving_endpoints() if name not in NOT_IN_TFLITE
         ]
+        if not names:
+            raise ValueError(
+                f"{type(model).__name__} has no signature TFLite builtins can hold "
+                f"({', '.join(model.serving_endpoints())} need Flex ops); "
+                "export a SavedModel instead (--format saved_model)"
+            )
         converter = tf.lite.TFLiteConverter.from_saved_model(
             str(saved), signature_keys=names
         )

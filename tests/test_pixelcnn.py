@@ -37,8 +37,8 @@ def causal_errors(model, count=4):
 
 
 def causal_model():
-    # 5x5 with 3 blocks: the receptive field (2 + num_layers = 5 pixels left and up)
-    # covers the whole image, so every earlier pixel must be read.
+    # 5x5 with 3 blocks: the receptive field (about num_layers + 2 = 5 pixels up,
+    # left and right) covers the whole image, so every earlier pixel must be read.
     return tiny.pixelcnn(image_shape=(5, 5, 1), filters=8, num_layers=3)
 
 
@@ -67,8 +67,8 @@ def test_the_causality_check_catches_a_missing_down_shift(monkeypatch):
 
 def test_the_causality_check_catches_a_blind_spot():
     model = causal_model()
-    # Vertical kernels cut to the left half are the original PixelCNN's masked 3x3:
-    # pixels up and to the right are never reached.
+    # Vertical kernels without their right side recreate the original PixelCNN's
+    # blind spot: pixels up and to the right are never reached.
     for block in model.blocks:
         kernel = block.vertical_conv.kernel
         half = kernel.shape[1] // 2
@@ -76,7 +76,7 @@ def test_the_causality_check_catches_a_blind_spot():
             tf.concat([kernel[:, : half + 1], tf.zeros_like(kernel[:, half + 1 :])], 1)
         )
     _, never_read = causal_errors(model)
-    assert (5 + 1, 2) in never_read  # pixel (1, 1) never reads pixel (0, 2)
+    assert (6, 2) in never_read  # pixel (1, 1) never reads pixel (0, 2)
 
 
 def test_log_prob_matches_a_numpy_computation_from_the_logits():

@@ -177,7 +177,7 @@ class GatedBlock(keras.layers.Layer):
     def vertical(self, vertical_features):
         """The vertical stack's next features, and its link into the horizontal stack.
 
-        Row i of the link carries rows < i only, so it is safe for any pixel of row i.
+        Row i of the link depends on rows < i only, so any pixel of row i may read it.
         """
         features = self.vertical_conv(vertical_features)
         link = self.vertical_to_horizontal(shift_down(features))
@@ -217,7 +217,7 @@ class PixelCNN(keras.Model):
         image_shape: (height, width, 1); one channel only (binary images).
         filters: channels of each stack.
         num_layers: gated blocks: a 7x7 mask-A block, then 3x3 mask-B blocks.
-            The receptive field reaches 2 + num_layers pixels left and up.
+            Each pixel sees about num_layers + 2 pixels up, left and right.
         seed: kept for the recipe; training draws no noise (the loss is exact).
 
     Example:
