@@ -261,7 +261,7 @@ def _sample_metrics(
                 np.bincount(reference_labels[:, i], minlength=classes),
             )
             found[f"{head} classes covered of {classes} ({tag})"] = coverage["covered"]
-            found[f"{head} KL(data || generated classes), nats ({tag})"] = coverage[
+            found[f"{head} KL(generated || data classes), nats ({tag})"] = coverage[
                 "kl"
             ]
     return found

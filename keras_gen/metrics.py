@@ -162,7 +162,7 @@ def inception_score(probabilities, splits: int = 10):
     """
     probabilities = np.asarray(probabilities, np.float64)
     scores = []
-    for part in np.array_split(probabilities, splits):
+    for part in np.array_split(probabilities, min(splits, len(probabilities))):
         marginal = part.mean(axis=0, keepdims=True)
         kl = (part * (_log(part) - _log(marginal))).sum(axis=1)
         scores.append(np.exp(kl.mean()))
@@ -177,8 +177,10 @@ def mode_coverage(predicted_classes, data_distribution, min_share: float = 0.1) 
     """How the classes of generated samples cover those of the data.
 
     `covered`: classes that get at least `min_share` of the samples their data share
-    would give them; `kl`: KL(data || generated) in nats, infinite if a class the
-    data has is never generated. Mode collapse shows as few classes and a large KL.
+    would give them; `kl`: KL(generated || data) in nats, the divergence of the
+    generated class histogram from the data's (finite, as the data has every class;
+    log K when all samples fall in one of K balanced classes). Mode collapse shows as
+    few classes covered and a large KL.
     """
     data_distribution = np.asarray(data_distribution, np.float64)
     data_distribution = data_distribution / data_distribution.sum()
@@ -187,12 +189,12 @@ def mode_coverage(predicted_classes, data_distribution, min_share: float = 0.1) 
     )
     generated = counts / counts.sum()
     covered = int((generated >= min_share * data_distribution).sum())
-    present = data_distribution > 0
+    present = generated > 0
     with np.errstate(divide="ignore"):
         kl = float(
             (
-                data_distribution[present]
-                * (np.log(data_distribution[present]) - np.log(generated[present]))
+                generated[present]
+                * (np.log(generated[present]) - np.log(data_distribution[present]))
             ).sum()
         )
     return {"histogram": counts.tolist(), "covered": covered, "kl": kl}

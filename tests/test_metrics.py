@@ -102,6 +102,7 @@ def test_inception_score_bounds():
     confident = np.eye(10)[np.arange(100) % 10]
     assert metrics.inception_score(confident, splits=1)[0] == pytest.approx(10.0)
     assert metrics.inception_score(confident[::-1], splits=1)[0] == pytest.approx(10.0)
+    assert np.isfinite(metrics.inception_score(confident[:3])[0])  # fewer than splits
 
 
 def test_mode_coverage_counts_classes_and_kl():
@@ -109,7 +110,11 @@ def test_mode_coverage_counts_classes_and_kl():
     balanced = metrics.mode_coverage(np.arange(1000) % 10, data)
     assert balanced["covered"] == 10 and balanced["kl"] == pytest.approx(0.0, abs=1e-12)
     collapsed = metrics.mode_coverage(np.array([3] * 990 + [4] * 10), data)
-    assert collapsed["covered"] == 1 and collapsed["kl"] == np.inf
+    expected = 0.99 * np.log(0.99 / 0.1) + 0.01 * np.log(0.01 / 0.1)
+    assert collapsed["covered"] == 1
+    assert collapsed["kl"] == pytest.approx(expected, rel=1e-12)
+    one_class = metrics.mode_coverage(np.zeros(50, int), data)
+    assert one_class["kl"] == pytest.approx(np.log(10), rel=1e-12)
     assert collapsed["histogram"][3] == 990
 
 

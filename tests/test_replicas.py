@@ -28,7 +28,8 @@ def test_two_replicas_train_exactly_like_one_device(replica_results, name):
     assert result["max_weight_difference"] < 1e-5
     assert result["logs_one"].keys() == result["logs_two"].keys()
     for key, value in result["logs_one"].items():
-        assert result["logs_two"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+        # abs 1e-5: a WGAN critic loss is a sum of nearly cancelling float32 terms.
+        assert result["logs_two"][key] == pytest.approx(value, rel=1e-5, abs=1e-5), key
 
 
 def test_replicas_draw_different_noise_that_adds_up_to_one_devices(replica_results):
