@@ -3,7 +3,9 @@
 import builtins
 import difflib
 import re
+from typing import ClassVar
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -193,3 +195,42 @@ def sample_endpoint(latent_dim: int, decode) -> tuple:
         tf.TensorSpec([], tf.int64, name="seed"),
     ]
     return sample, signature
+
+
+class NetworkOptimizers:
+    """compile state for models that train each network with its own optimizer.
+
+    A model lists `network_optimizers` (optimizer attribute -> network attribute)
+    and its compile() names the optimizers and calls `_compile_networks`. The
+    compile config then round-trips, so a reloaded .keras file comes back compiled.
+    """
+
+    network_optimizers: ClassVar[dict[str, str]] = {}
+
+    def _compile_networks(self, chosen: dict, default, **kwargs):
+        super().compile(optimizer=None, **kwargs)  # Keras would add an unused RMSprop
+        mixed = keras.mixed_precision.global_policy().name == "mixed_float16"
+        for name, network in self.network_optimizers.items():
+            optimizer = keras.optimizers.get(chosen.get(name) or default(name))
+            if mixed and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                # What Keras's own compile does for model.optimizer, for each of ours.
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            optimizer.build(getattr(self, network).trainable_variables)
+            setattr(self, name, optimizer)
+
+    def get_compile_config(self):
+        if not self.compiled:
+            return {}
+        return {
+            name: keras.optimizers.serialize(getattr(self, name))
+            for name in self.network_optimizers
+        }
+
+    def compile_from_config(self, config):
+        self.compile(
+            **{
+                key: keras.optimizers.deserialize(value)
+                for key, value in config.items()
+                if key in self.network_optimizers
+            }
+        )

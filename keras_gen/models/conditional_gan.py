@@ -11,7 +11,13 @@ import tensorflow as tf
 
 from keras_gen import losses
 from keras_gen.models import base
-from keras_gen.models.dcgan import _base_size, _batch_norm, _init, build_generator
+from keras_gen.models.dcgan import (
+    DCGAN,
+    _base_size,
+    _batch_norm,
+    _init,
+    build_generator,
+)
 
 
 def checked_labels(labels, conditions: dict, count=None) -> tf.Tensor:
@@ -166,7 +172,7 @@ def build_projection_discriminator(
 
 
 @keras.saving.register_keras_serializable(package="keras_gen")
-class ConditionalGAN(keras.Model):
+class ConditionalGAN(base.NetworkOptimizers, keras.Model):
     """Class-conditional DCGAN with a projection discriminator (Miyato and Koyama, 2018).
 
     The generator is DCGAN's, reading a one-hot class beside the latents. The
@@ -260,52 +266,8 @@ class ConditionalGAN(keras.Model):
         """Head -> class names: one head, "labels"."""
         return {"labels": tuple(self.class_names)}
 
-    def compile(
-        self,
-        generator_optimizer: keras.optimizers.Optimizer | str | None = None,
-        discriminator_optimizer: keras.optimizers.Optimizer | str | None = None,
-        **kwargs,
-    ):
-        """Set one optimizer per network (default: Adam(2e-4, beta_1=0.5) each)."""
-        super().compile(optimizer=None, **kwargs)  # Keras would add an unused RMSprop
-        self.generator_optimizer = keras.optimizers.get(
-            generator_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
-        )
-        self.discriminator_optimizer = keras.optimizers.get(
-            discriminator_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
-        )
-        if keras.mixed_precision.global_policy().name == "mixed_float16":
-            # What Keras's own compile does for model.optimizer, for both of ours.
-            self.generator_optimizer, self.discriminator_optimizer = (
-                optimizer
-                if isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-                else keras.optimizers.LossScaleOptimizer(optimizer)
-                for optimizer in (
-                    self.generator_optimizer,
-                    self.discriminator_optimizer,
-                )
-            )
-        self.generator_optimizer.build(self.generator.trainable_variables)
-        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
-
-    def get_compile_config(self):
-        if not self.compiled:
-            return {}
-        return {
-            "generator_optimizer": keras.optimizers.serialize(self.generator_optimizer),
-            "discriminator_optimizer": keras.optimizers.serialize(
-                self.discriminator_optimizer
-            ),
-        }
-
-    def compile_from_config(self, config):
-        self.compile(
-            **{
-                key: keras.optimizers.deserialize(value)
-                for key, value in config.items()
-                if key in ("generator_optimizer", "discriminator_optimizer")
-            }
-        )
+    network_optimizers = DCGAN.network_optimizers
+    compile = DCGAN.compile  # the same optimizers and defaults as DCGAN
 
     @property
     def metrics(self):

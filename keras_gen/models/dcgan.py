@@ -1,5 +1,7 @@
 """DCGAN (Radford, Metz and Chintala, 2016)."""
 
+from typing import ClassVar
+
 import keras
 import tensorflow as tf
 
@@ -109,7 +111,7 @@ def build_discriminator(
 
 
 @keras.saving.register_keras_serializable(package="keras_gen")
-class DCGAN(keras.Model):
+class DCGAN(base.NetworkOptimizers, keras.Model):
     """Deep convolutional GAN (Radford, Metz and Chintala, 2016), non-saturating loss.
 
     Trains on images in [0, 1] (batches of images, or `(images, anything)`
@@ -180,6 +182,11 @@ class DCGAN(keras.Model):
             "seed": self.seed,
         }
 
+    network_optimizers: ClassVar[dict[str, str]] = {
+        "generator_optimizer": "generator",
+        "discriminator_optimizer": "discriminator",
+    }
+
     def compile(
         self,
         generator_optimizer: keras.optimizers.Optimizer | str | None = None,
@@ -187,44 +194,13 @@ class DCGAN(keras.Model):
         **kwargs,
     ):
         """Set one optimizer per network (default: Adam(2e-4, beta_1=0.5) each)."""
-        super().compile(optimizer=None, **kwargs)  # Keras would add an unused RMSprop
-        self.generator_optimizer = keras.optimizers.get(
-            generator_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
-        )
-        self.discriminator_optimizer = keras.optimizers.get(
-            discriminator_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
-        )
-        if keras.mixed_precision.global_policy().name == "mixed_float16":
-            # What Keras's own compile does for model.optimizer, for both of ours.
-            self.generator_optimizer, self.discriminator_optimizer = (
-                optimizer
-                if isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-                else keras.optimizers.LossScaleOptimizer(optimizer)
-                for optimizer in (
-                    self.generator_optimizer,
-                    self.discriminator_optimizer,
-                )
-            )
-        self.generator_optimizer.build(self.generator.trainable_variables)
-        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
-
-    def get_compile_config(self):
-        if not self.compiled:
-            return {}
-        return {
-            "generator_optimizer": keras.optimizers.serialize(self.generator_optimizer),
-            "discriminator_optimizer": keras.optimizers.serialize(
-                self.discriminator_optimizer
-            ),
-        }
-
-    def compile_from_config(self, config):
-        self.compile(
-            **{
-                key: keras.optimizers.deserialize(value)
-                for key, value in config.items()
-                if key in ("generator_optimizer", "discriminator_optimizer")
-            }
+        self._compile_networks(
+            {
+                "generator_optimizer": generator_optimizer,
+                "discriminator_optimizer": discriminator_optimizer,
+            },
+            lambda name: keras.optimizers.Adam(2e-4, beta_1=0.5),
+            **kwargs,
         )
 
     @property

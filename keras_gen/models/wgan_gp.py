@@ -1,5 +1,7 @@
 """WGAN-GP (Gulrajani et al., 2017): a Wasserstein critic kept 1-Lipschitz by a gradient penalty."""
 
+from typing import ClassVar
+
 import keras
 import tensorflow as tf
 
@@ -91,7 +93,7 @@ def replica_uniform(local_batch, shape, seed) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="keras_gen")
-class WGANGP(keras.Model):
+class WGANGP(base.NetworkOptimizers, keras.Model):
     """Wasserstein GAN with gradient penalty (Gulrajani et al., 2017), their Algorithm 1.
 
     Each batch holds `num_critic_steps * m` images in [0, 1] (or `(images,
@@ -192,6 +194,11 @@ class WGANGP(keras.Model):
             "seed": self.seed,
         }
 
+    network_optimizers: ClassVar[dict[str, str]] = {
+        "generator_optimizer": "generator",
+        "critic_optimizer": "critic",
+    }
+
     def compile(
         self,
         generator_optimizer: keras.optimizers.Optimizer | str | None = None,
@@ -203,45 +210,13 @@ class WGANGP(keras.Model):
         Those are the paper's: no momentum in the first moment, which they found
         to destabilise the critic.
         """
-        super().compile(optimizer=None, **kwargs)  # Keras would add an unused RMSprop
-        self.generator_optimizer = keras.optimizers.get(
-            generator_optimizer
-            or keras.optimizers.Adam(
-                1e-4, beta_1=0.0, beta_2=0.9, name="generator_optimizer"
-            )
-        )
-        self.critic_optimizer = keras.optimizers.get(
-            critic_optimizer
-            or keras.optimizers.Adam(
-                1e-4, beta_1=0.0, beta_2=0.9, name="critic_optimizer"
-            )
-        )
-        if keras.mixed_precision.global_policy().name == "mixed_float16":
-            # What Keras's own compile does for model.optimizer, for both of ours.
-            self.generator_optimizer, self.critic_optimizer = (
-                optimizer
-                if isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-                else keras.optimizers.LossScaleOptimizer(optimizer)
-                for optimizer in (self.generator_optimizer, self.critic_optimizer)
-            )
-        self.generator_optimizer.build(self.generator.trainable_variables)
-        self.critic_optimizer.build(self.critic.trainable_variables)
-
-    def get_compile_config(self):
-        if not self.compiled:
-            return {}
-        return {
-            "generator_optimizer": keras.optimizers.serialize(self.generator_optimizer),
-            "critic_optimizer": keras.optimizers.serialize(self.critic_optimizer),
-        }
-
-    def compile_from_config(self, config):
-        self.compile(
-            **{
-                key: keras.optimizers.deserialize(value)
-                for key, value in config.items()
-                if key in ("generator_optimizer", "critic_optimizer")
-            }
+        self._compile_networks(
+            {
+                "generator_optimizer": generator_optimizer,
+                "critic_optimizer": critic_optimizer,
+            },
+            lambda name: keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9, name=name),
+            **kwargs,
         )
 
     @property
