@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 import tiny
 
-from keras_gen import export
+from keras_gen import cli, export, zoo
+from keras_gen import images as image_grids
 from keras_gen.models import ConditionalGAN, base
 
 
@@ -200,3 +201,45 @@ def test_exported_signatures_refuse_labels_out_of_range(exported):
         signatures["generate"](latents=tf.zeros([2, 4]), labels=tf.constant([0, -1]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="one row of labels"):
         signatures["generate"](latents=tf.zeros([2, 4]), labels=tf.constant([0]))
+
+
+def test_sample_command_draws_the_class_a_prompt_names(tmp_path, capsys):
+    model = tiny.conditional_gan(seed=0)
+    card = {
+        "description": "tiny conditional GAN",
+        "model": {
+            "class": "ConditionalGAN",
+            "config": {
+                k: v
+                for k, v in model.get_config().items()
+                if k not in ("name", "trainable", "dtype")
+            },
+        },
+        "data": {
+            "dataset": "mnist",
+            "split": "train",
+            "description": "-",
+            "terms": "-",
+        },
+        "training": {"epochs": 1, "batch_size": 4, "seed": 0, "compile": {}},
+    }
+    folder = zoo.write(tmp_path / "tiny_cgan", model, card, model.generate(3, seed=0))
+    out = tmp_path / "two.png"
+    argv = [
+        "sample",
+        str(folder),
+        "-n",
+        "4",
+        "--seed",
+        "1",
+        "--prompt",
+        "Two",
+        "-o",
+        str(out),
+    ]
+    assert cli.main(argv) == 0
+    expected = model.generate(4, seed=1, labels="two")
+    written = tf.io.decode_png(out.read_bytes()).numpy()
+    np.testing.assert_array_equal(written, image_grids.grid(np.asarray(expected)))
+    assert cli.main(["sample", str(folder), "--prompt", "three", "-o", str(out)]) == 2
+    assert "zero, one, two" in capsys.readouterr().err
