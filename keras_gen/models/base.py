@@ -3,6 +3,7 @@
 import builtins
 import difflib
 import re
+from collections.abc import Callable
 from typing import ClassVar
 
 import keras
@@ -60,7 +61,7 @@ def images(data):
     return data[0] if isinstance(data, (tuple, list)) else data
 
 
-def labels(data):
+def batch_labels(data):
     """The labels of a batch (int, (batch, heads)), or None when it carries only images."""
     data = _unwrapped(data)
     return data[1] if isinstance(data, (tuple, list)) and len(data) > 1 else None
@@ -138,6 +139,105 @@ def parse_prompt(prompt: str, conditions: dict) -> dict:
             f"cannot read the prompt {prompt!r}{left}. Name a class of {choices}"
         )
     return found
+
+
+def checked_labels(labels, conditions: dict, count=None) -> tf.Tensor:
+    """Labels as int32 (batch, heads), every index in range for its head.
+
+    `conditions` maps each head to its class names; with one head, labels of shape
+    (batch,) are accepted too. `count` is the batch size the labels must match.
+    Eagerly a bad request is a ValueError; in a graph (training, exported
+    signatures) it fails an assertion, so an out-of-range label is never silently
+    read as "no class".
+    """
+    labels = tf.convert_to_tensor(labels)
+    heads = len(conditions)
+    if not labels.dtype.is_integer:
+        raise ValueError(f"labels must be integer class indices, got {labels.dtype}")
+    labels = tf.cast(labels, tf.int32)
+    if labels.shape.rank == 1 and heads == 1:
+        labels = labels[:, None]
+    if labels.shape.rank != 2 or labels.shape[-1] != heads:
+        raise ValueError(
+            f"expected labels of shape (batch, {heads}), one column per head "
+            f"({', '.join(conditions)}), got {tuple(labels.shape)}"
+        )
+    if tf.executing_eagerly():
+        if count is not None and labels.shape[0] != int(count):
+            raise ValueError(f"got {labels.shape[0]} labels for {int(count)} inputs")
+        values = labels.numpy()
+        for column, (head, names) in enumerate(conditions.items()):
+            bad = values[(values[:, column] < 0) | (values[:, column] >= len(names))]
+            if len(bad):
+                raise ValueError(
+                    f"{head} index {bad[0, column]} is out of range; there are "
+                    f"{len(names)} classes: {', '.join(names)}"
+                )
+        return labels
+    ranges = ", ".join(
+        f"{head} 0..{len(names) - 1}" for head, names in conditions.items()
+    )
+    checks = [
+        tf.debugging.assert_non_negative(
+            labels, message=f"labels out of range; valid: {ranges}"
+        ),
+        tf.debugging.assert_less(
+            labels,
+            tf.constant([len(names) for names in conditions.values()], tf.int32),
+            message=f"labels out of range; valid: {ranges}",
+        ),
+    ]
+    if count is not None:
+        checks.append(
+            tf.debugging.assert_equal(
+                tf.shape(labels)[0],
+                tf.cast(count, tf.int32),
+                message="the batch needs one row of labels per input",
+            )
+        )
+    with tf.control_dependencies(checks):
+        return tf.identity(labels)
+
+
+def one_hot(labels, conditions: dict) -> tf.Tensor:
+    """Checked labels (batch, heads) -> float32 (batch, total classes): a one-hot per head."""
+    return tf.concat(
+        [
+            tf.one_hot(labels[:, column], len(names))
+            for column, names in enumerate(conditions.values())
+        ],
+        axis=-1,
+    )
+
+
+def labelled_batch(data, model_name: str) -> tuple:
+    """(images, labels) of a training batch, or a ValueError saying how to get labels."""
+    found = batch_labels(data)
+    if found is None:
+        raise ValueError(
+            f"{model_name} trains on (images, labels) batches, labels int32 "
+            "(batch, heads), but this batch has no labels. Pass them: "
+            "fit(images, labels), or data.training_pipeline(images, labels="
+            'data.load_labels(name), ...) (set "labels": true in a card\'s data block).'
+        )
+    return images(data), found
+
+
+def conditional_sample_endpoint(latent_dim: int, decode: Callable, heads: int) -> tuple:
+    """base.sample_endpoint with one more input: `labels` (heads,), every sample's classes.
+
+    `decode(latents, labels)` receives them repeated to (batch, heads).
+    """
+
+    def sample(num_samples, seed, labels):
+        def decode_one_combination(latents):
+            return decode(latents, tf.tile(labels[None], [tf.shape(latents)[0], 1]))
+
+        function, _ = sample_endpoint(latent_dim, decode_one_combination)
+        return function(num_samples, seed)
+
+    _, signature = sample_endpoint(latent_dim, decode)
+    return sample, [*signature, tf.TensorSpec([heads], tf.int32, name="labels")]
 
 
 def in_batches(function, inputs, batch_size=256):

@@ -136,7 +136,7 @@ class Classifier(keras.Model):
         return self._track(self._per_example_losses(logits, labels), logits, labels)
 
     def _split(self, data):
-        labels = base.labels(data)
+        labels = base.batch_labels(data)
         if labels is None:
             raise ValueError(
                 "a Classifier trains on (images, labels) batches with labels of shape "

@@ -1,10 +1,6 @@
-"""Class-conditional GAN with a projection discriminator (Miyato and Koyama, 2018).
+"""Class-conditional GAN with a projection discriminator (Miyato and Koyama, 2018)."""
 
-Also the label helpers every conditional family shares: checking labels, one-hot
-codes, reading labelled batches and the exported `sample` with labels.
-"""
-
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
@@ -18,111 +14,6 @@ from keras_gen.models.dcgan import (
     _init,
     build_generator,
 )
-
-
-def checked_labels(labels, conditions: dict, count=None) -> tf.Tensor:
-    """Labels as int32 (batch, heads), every index in range for its head.
-
-    `conditions` maps each head to its class names; with one head, labels of shape
-    (batch,) are accepted too. `count` is the batch size the labels must match.
-    Eagerly a bad request is a ValueError; in a graph (training, exported
-    signatures) it fails an assertion, so an out-of-range label is never silently
-    read as "no class".
-    """
-    labels = tf.convert_to_tensor(labels)
-    heads = len(conditions)
-    if not labels.dtype.is_integer:
-        raise ValueError(f"labels must be integer class indices, got {labels.dtype}")
-    labels = tf.cast(labels, tf.int32)
-    if labels.shape.rank == 1 and heads == 1:
-        labels = labels[:, None]
-    if labels.shape.rank != 2 or labels.shape[-1] != heads:
-        raise ValueError(
-            f"expected labels of shape (batch, {heads}), one column per head "
-            f"({', '.join(conditions)}), got {tuple(labels.shape)}"
-        )
-    if tf.executing_eagerly():
-        if count is not None and labels.shape[0] != int(count):
-            raise ValueError(f"got {labels.shape[0]} labels for {int(count)} inputs")
-        values = labels.numpy()
-        for column, (head, names) in enumerate(conditions.items()):
-            bad = values[(values[:, column] < 0) | (values[:, column] >= len(names))]
-            if len(bad):
-                raise ValueError(
-                    f"{head} index {bad[0, column]} is out of range; there are "
-                    f"{len(names)} classes: {', '.join(names)}"
-                )
-        return labels
-    ranges = ", ".join(
-        f"{head} 0..{len(names) - 1}" for head, names in conditions.items()
-    )
-    checks = [
-        tf.debugging.assert_non_negative(
-            labels, message=f"labels out of range; valid: {ranges}"
-        ),
-        tf.debugging.assert_less(
-            labels,
-            tf.constant([len(names) for names in conditions.values()], tf.int32),
-            message=f"labels out of range; valid: {ranges}",
-        ),
-    ]
-    if count is not None:
-        checks.append(
-            tf.debugging.assert_equal(
-                tf.shape(labels)[0],
-                tf.cast(count, tf.int32),
-                message="the batch needs one row of labels per input",
-            )
-        )
-    with tf.control_dependencies(checks):
-        return tf.identity(labels)
-
-
-def one_hot(labels, conditions: dict) -> tf.Tensor:
-    """Checked labels (batch, heads) -> float32 (batch, total classes): a one-hot per head."""
-    return tf.concat(
-        [
-            tf.one_hot(labels[:, column], len(names))
-            for column, names in enumerate(conditions.values())
-        ],
-        axis=-1,
-    )
-
-
-def labelled_batch(data, model_name: str) -> tuple:
-    """(images, labels) of a training batch, or a ValueError saying how to get labels.
-
-    fit((images, labels)) hands the step ((images, labels),): x is the pair and
-    there is no y, so a one-element tuple is unwrapped.
-    """
-    if isinstance(data, (tuple, list)) and len(data) == 1:
-        data = data[0]
-    labels = base.labels(data)
-    if labels is None:
-        raise ValueError(
-            f"{model_name} trains on (images, labels) batches, labels int32 "
-            "(batch, heads), but this batch has no labels. Pass them: "
-            "fit(images, labels), or data.training_pipeline(images, labels="
-            'data.load_labels(name), ...) (set "labels": true in a card\'s data block).'
-        )
-    return base.images(data), labels
-
-
-def conditional_sample_endpoint(latent_dim: int, decode: Callable, heads: int) -> tuple:
-    """base.sample_endpoint with one more input: `labels` (heads,), every sample's classes.
-
-    `decode(latents, labels)` receives them repeated to (batch, heads).
-    """
-
-    def sample(num_samples, seed, labels):
-        def decode_one_combination(latents):
-            return decode(latents, tf.tile(labels[None], [tf.shape(latents)[0], 1]))
-
-        function, _ = base.sample_endpoint(latent_dim, decode_one_combination)
-        return function(num_samples, seed)
-
-    _, signature = base.sample_endpoint(latent_dim, decode)
-    return sample, [*signature, tf.TensorSpec([heads], tf.int32, name="labels")]
 
 
 def build_projection_discriminator(
@@ -281,18 +172,18 @@ class ConditionalGAN(base.NetworkOptimizers, keras.Model):
     def call(self, inputs, training=False):
         """(latents, labels) -> images in [0, 1], like decode."""
         latents, labels = inputs
-        labels = checked_labels(labels, self.conditions, tf.shape(latents)[0])
+        labels = base.checked_labels(labels, self.conditions, tf.shape(latents)[0])
         return (self._generate(latents, labels, training) + 1.0) / 2.0
 
     def _generate(self, latents, labels, training):
         """Checked labels -> images in the generator's tanh range."""
-        codes = tf.cast(one_hot(labels, self.conditions), latents.dtype)
+        codes = tf.cast(base.one_hot(labels, self.conditions), latents.dtype)
         return self.generator(tf.concat([latents, codes], -1), training=training)
 
     def train_step(self, data):
-        real, labels = labelled_batch(data, "ConditionalGAN")
+        real, labels = base.labelled_batch(data, "ConditionalGAN")
         real = real * 2.0 - 1.0  # the generator's tanh range
-        labels = checked_labels(labels, self.conditions, tf.shape(real)[0])
+        labels = base.checked_labels(labels, self.conditions, tf.shape(real)[0])
         seed = base.step_seed(self.seed, self.discriminator_optimizer.iterations, 0)
         latents = base.replica_normal(tf.shape(real)[0], [self.latent_dim], seed)
         generator_weights = self.generator.trainable_variables
@@ -342,10 +233,10 @@ class ConditionalGAN(base.NetworkOptimizers, keras.Model):
         )
 
     def test_step(self, data):
-        real, labels = labelled_batch(data, "ConditionalGAN")
+        real, labels = base.labelled_batch(data, "ConditionalGAN")
         real = real * 2.0 - 1.0
         batch = tf.shape(real)[0]
-        labels = checked_labels(labels, self.conditions, batch)
+        labels = base.checked_labels(labels, self.conditions, batch)
         seed = base.step_seed(self.seed, -1, 0)
         latents = base.replica_normal(batch, [self.latent_dim], seed)
         fake = self._generate(latents, labels, training=False)
@@ -387,7 +278,7 @@ class ConditionalGAN(base.NetworkOptimizers, keras.Model):
     def decode(self, latents, labels) -> tf.Tensor:
         """Images in [0, 1] for latents (batch, latent_dim) and class indices (batch,)."""
         latents = base.checked_latents(latents, self.latent_dim)
-        labels = checked_labels(labels, self.conditions, tf.shape(latents)[0])
+        labels = base.checked_labels(labels, self.conditions, tf.shape(latents)[0])
         return tf.clip_by_value(
             (self._generate(latents, labels, training=False) + 1.0) / 2.0, 0.0, 1.0
         )
@@ -409,5 +300,5 @@ class ConditionalGAN(base.NetworkOptimizers, keras.Model):
 
         return {
             "generate": (generate, [latents, labels]),
-            "sample": conditional_sample_endpoint(self.latent_dim, self.decode, 1),
+            "sample": base.conditional_sample_endpoint(self.latent_dim, self.decode, 1),
         }

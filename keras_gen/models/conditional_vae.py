@@ -4,12 +4,6 @@ import keras
 import tensorflow as tf
 
 from keras_gen.models import base
-from keras_gen.models.conditional_gan import (
-    checked_labels,
-    conditional_sample_endpoint,
-    labelled_batch,
-    one_hot,
-)
 from keras_gen.models.vae import VAE, build_decoder, build_encoder
 
 # generate(num_samples, seed, **conditions) takes these itself.
@@ -118,7 +112,9 @@ class ConditionalVAE(VAE):
         )
 
     def _encoder_inputs(self, images, labels):
-        codes = one_hot(self._checked(labels, tf.shape(images)[0]), self.conditions)
+        codes = base.one_hot(
+            self._checked(labels, tf.shape(images)[0]), self.conditions
+        )
         planes = tf.broadcast_to(
             codes[:, None, None, :],
             tf.concat([tf.shape(images)[:3], [self._code_size]], 0),
@@ -126,7 +122,9 @@ class ConditionalVAE(VAE):
         return tf.concat([images, tf.cast(planes, images.dtype)], -1)
 
     def _decoder_inputs(self, latents, labels):
-        codes = one_hot(self._checked(labels, tf.shape(latents)[0]), self.conditions)
+        codes = base.one_hot(
+            self._checked(labels, tf.shape(latents)[0]), self.conditions
+        )
         return tf.concat([latents, tf.cast(codes, latents.dtype)], -1)
 
     def _importance_log_weights(self, images, noise, labels=None):
@@ -140,10 +138,10 @@ class ConditionalVAE(VAE):
                 f"ConditionalVAE needs labels=, int32 (batch, {len(self.conditions)}) "
                 f"for the heads {list(self.conditions)}"
             )
-        return checked_labels(labels, self.conditions, count)
+        return base.checked_labels(labels, self.conditions, count)
 
     def _batch(self, data):
-        return labelled_batch(data, "ConditionalVAE")
+        return base.labelled_batch(data, "ConditionalVAE")
 
     def call(self, inputs, training=False):
         """(images, labels) -> reconstructions, like reconstruct."""
@@ -204,7 +202,7 @@ class ConditionalVAE(VAE):
                 },
                 [images, labels],
             ),
-            "sample": conditional_sample_endpoint(
+            "sample": base.conditional_sample_endpoint(
                 self.latent_dim,
                 lambda latents, labels: self.decode(latents, labels=labels),
                 heads,
