@@ -8,10 +8,13 @@ model would score with this many samples.
 """
 
 import os
+import platform
 import sys
+import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_gen import data, features, metrics
 
@@ -19,6 +22,7 @@ DIVERSITY = "pixel diversity, generated / test"
 LIKELIHOOD_SAMPLES = 100  # importance samples K for a VAE's negative log-likelihood
 NLL_IMAGES = 2000  # test images the importance-weighted NLL is averaged over
 MEMORISATION_TRAIN_IMAGES = 10000  # training images searched for nearest neighbours
+TIMED_SAMPLES = 64
 
 
 def evaluate(
@@ -85,6 +89,13 @@ def evaluate(
     if not hasattr(model, "generate"):
         return _with_command(report)
 
+    model.generate(TIMED_SAMPLES, seed=seed)  # warm-up: tracing is not sampling
+    start = time.perf_counter()
+    model.generate(TIMED_SAMPLES, seed=seed)
+    add(
+        f"seconds to generate {TIMED_SAMPLES} samples ({hardware()})",
+        time.perf_counter() - start,
+    )
     count = min(num_samples, len(test_images))
     generated = np.asarray(model.generate(num_samples, seed=seed))
     rng = np.random.default_rng(seed)
@@ -332,3 +343,10 @@ def mean_pairwise_distance(images) -> float:
     )
     count = len(flat)
     return float(distances.sum() / (count * (count - 1)))
+
+
+def hardware() -> str:
+    """This machine, as cards name it: cores, architecture, GPUs."""
+    gpus = tf.config.list_physical_devices("GPU")
+    accelerators = f"{len(gpus)} GPU" if gpus else "no GPU"
+    return f"{os.cpu_count()} CPU cores ({platform.machine()}), {accelerators}"

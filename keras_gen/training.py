@@ -11,7 +11,6 @@ step, so a resumed run takes exactly the steps the uninterrupted one would have.
 import hashlib
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -385,7 +384,7 @@ def train(
             "replicas": distribution.num_replicas_in_sync,
             "mixed_precision": mixed_precision,
             "wall_time_s": round(state.wall_time_s, 1),
-            "hardware": hardware(),
+            "hardware": evaluation.hardware(),
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
             "keras_gen": keras_gen.__version__,
@@ -433,12 +432,6 @@ def source_revision() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def hardware() -> str:
-    gpus = tf.config.list_physical_devices("GPU")
-    accelerators = f"{len(gpus)} GPU" if gpus else "no GPU"
-    return f"{os.cpu_count()} CPU cores ({platform.machine()}), {accelerators}"
 
 
 def _command(preset, output, epochs, steps_per_epoch, batch_size, data_source, seed):

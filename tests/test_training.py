@@ -137,9 +137,9 @@ def test_two_cpu_replicas_train_the_same_preset_as_one_device(recipe, tmp_path):
         np.testing.assert_allclose(one, two, rtol=1e-4, atol=1e-5)
     one, two = (zoo.card(tmp_path / f"replicas-{r}")["metrics"] for r in (None, 2))
     for a, b in zip(one, two):
-        assert a["name"] == b["name"] and a["value"] == pytest.approx(
-            b["value"], rel=1e-4
-        )
+        assert a["name"] == b["name"]
+        if not a["name"].startswith("seconds"):  # wall time is no function of weights
+            assert a["value"] == pytest.approx(b["value"], rel=1e-4), a["name"]
 
 
 def run_cli(argv, **kwargs):
