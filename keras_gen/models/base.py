@@ -334,3 +334,35 @@ class NetworkOptimizers:
                 if key in self.network_optimizers
             }
         )
+
+
+class LatentGenerator:
+    """generate, decode, call and exported endpoints of a model whose `generator` maps
+    latents (batch, latent_dim) to images in the tanh range [-1, 1] (DCGAN, WGANGP)."""
+
+    def call(self, latents, training=False):
+        # Images in [0, 1], like generate and decode, not the generator's tanh range.
+        return (self.generator(latents, training=training) + 1.0) / 2.0
+
+    def generate(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
+        """`num_samples` float32 images in [0, 1]; the same seed gives the same images."""
+        latents = standard_normal(num_samples, self.latent_dim, seed)
+        return in_batches(self.decode, latents)
+
+    def decode(self, latents) -> tf.Tensor:
+        """Generated images in [0, 1] for latents of shape (batch, latent_dim)."""
+        latents = checked_latents(latents, self.latent_dim)
+        return tf.clip_by_value(
+            (self.generator(latents, training=False) + 1.0) / 2.0, 0.0, 1.0
+        )
+
+    def serving_endpoints(self) -> dict:
+        """Functions and input signatures that keras_gen.export writes, by name.
+
+        The first is also `serving_default`.
+        """
+        latents = tf.TensorSpec([None, self.latent_dim], tf.float32, name="latents")
+        return {
+            "generate": (lambda latents: {"images": self.decode(latents)}, [latents]),
+            "sample": sample_endpoint(self.latent_dim, self.decode),
+        }

@@ -111,7 +111,7 @@ def build_discriminator(
 
 
 @keras.saving.register_keras_serializable(package="keras_gen")
-class DCGAN(base.NetworkOptimizers, keras.Model):
+class DCGAN(base.NetworkOptimizers, base.LatentGenerator, keras.Model):
     """Deep convolutional GAN (Radford, Metz and Chintala, 2016), non-saturating loss.
 
     Trains on images in [0, 1] (batches of images, or `(images, anything)`
@@ -212,10 +212,6 @@ class DCGAN(base.NetworkOptimizers, keras.Model):
             self.fake_output_tracker,
         ]
 
-    def call(self, latents, training=False):
-        # Images in [0, 1], like generate and decode, not the generator's tanh range.
-        return (self.generator(latents, training=training) + 1.0) / 2.0
-
     def train_step(self, data):
         real = base.images(data) * 2.0 - 1.0  # the generator's tanh range
         seed = base.step_seed(self.seed, self.discriminator_optimizer.iterations, 0)
@@ -285,26 +281,3 @@ class DCGAN(base.NetworkOptimizers, keras.Model):
         self.real_output_tracker.update_state(tf.sigmoid(real_logits))
         self.fake_output_tracker.update_state(tf.sigmoid(fake_logits))
         return base.logs(self.metrics)
-
-    def generate(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
-        """`num_samples` float32 images in [0, 1]; the same seed gives the same images."""
-        latents = base.standard_normal(num_samples, self.latent_dim, seed)
-        return base.in_batches(self.decode, latents)
-
-    def serving_endpoints(self) -> dict:
-        """Functions and input signatures that keras_gen.export writes, by name.
-
-        The first is also `serving_default`.
-        """
-        latents = tf.TensorSpec([None, self.latent_dim], tf.float32, name="latents")
-        return {
-            "generate": (lambda latents: {"images": self.decode(latents)}, [latents]),
-            "sample": base.sample_endpoint(self.latent_dim, self.decode),
-        }
-
-    def decode(self, latents) -> tf.Tensor:
-        """Generated images in [0, 1] for latents of shape (batch, latent_dim)."""
-        latents = base.checked_latents(latents, self.latent_dim)
-        return tf.clip_by_value(
-            (self.generator(latents, training=False) + 1.0) / 2.0, 0.0, 1.0
-        )

@@ -93,7 +93,7 @@ def replica_uniform(local_batch, shape, seed) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="keras_gen")
-class WGANGP(base.NetworkOptimizers, keras.Model):
+class WGANGP(base.NetworkOptimizers, base.LatentGenerator, keras.Model):
     """Wasserstein GAN with gradient penalty (Gulrajani et al., 2017), their Algorithm 1.
 
     Each batch holds `num_critic_steps * m` images in [0, 1] (or `(images,
@@ -228,10 +228,6 @@ class WGANGP(base.NetworkOptimizers, keras.Model):
             self.wasserstein_distance_tracker,
         ]
 
-    def call(self, latents, training=False):
-        # Images in [0, 1], like generate and decode, not the generator's tanh range.
-        return (self.generator(latents, training=training) + 1.0) / 2.0
-
     def train_step(self, data):
         real_batches = self._critic_batches(base.images(data) * 2.0 - 1.0)
         batch = tf.shape(real_batches[0])[0]
@@ -337,27 +333,4 @@ class WGANGP(base.NetworkOptimizers, keras.Model):
         self.gradient_penalty_tracker.update_state(penalties)
         self.wasserstein_distance_tracker.update_state(
             real_scores[:, 0] - fake_scores[:, 0]
-        )
-
-    def generate(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
-        """`num_samples` float32 images in [0, 1]; the same seed gives the same images."""
-        latents = base.standard_normal(num_samples, self.latent_dim, seed)
-        return base.in_batches(self.decode, latents)
-
-    def serving_endpoints(self) -> dict:
-        """Functions and input signatures that keras_gen.export writes, by name.
-
-        The first is also `serving_default`.
-        """
-        latents = tf.TensorSpec([None, self.latent_dim], tf.float32, name="latents")
-        return {
-            "generate": (lambda latents: {"images": self.decode(latents)}, [latents]),
-            "sample": base.sample_endpoint(self.latent_dim, self.decode),
-        }
-
-    def decode(self, latents) -> tf.Tensor:
-        """Generated images in [0, 1] for latents of shape (batch, latent_dim)."""
-        latents = base.checked_latents(latents, self.latent_dim)
-        return tf.clip_by_value(
-            (self.generator(latents, training=False) + 1.0) / 2.0, 0.0, 1.0
         )
