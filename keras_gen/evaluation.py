@@ -208,8 +208,9 @@ def _labels(dataset, split, data_source):
 
 
 def _likelihood(model, images, labels, binarize, add):
-    """Negative log-likelihood in nats and bits/dim: the IWAE bound for VAEs."""
-    if not hasattr(model, "negative_log_likelihood") or len(images) == 0:
+    """Negative log-likelihood in nats and bits/dim: the IWAE bound for VAEs, else exact."""
+    exact = not hasattr(model, "negative_log_likelihood")
+    if (exact and not hasattr(model, "log_prob")) or len(images) == 0:
         return
     batches = data.pipeline(
         images,
@@ -220,6 +221,8 @@ def _likelihood(model, images, labels, binarize, add):
     )
 
     def nats_of(batch):
+        if exact:
+            return -model.log_prob(batch)
         if isinstance(batch, tuple):  # a conditional model's (images, labels)
             return model.negative_log_likelihood(
                 batch[0], LIKELIHOOD_SAMPLES, labels=batch[1]
@@ -227,7 +230,8 @@ def _likelihood(model, images, labels, binarize, add):
         return model.negative_log_likelihood(batch, LIKELIHOOD_SAMPLES)
 
     nats = np.concatenate([np.asarray(nats_of(batch)) for batch in batches])
-    label = f"IWAE K={LIKELIHOOD_SAMPLES}, {len(images)} test images"
+    method = "exact" if exact else f"IWAE K={LIKELIHOOD_SAMPLES}"
+    label = f"{method}, {len(images)} test images"
     add(f"test negative log-likelihood, nats ({label})", nats.mean())
     add(
         f"test bits/dim ({label})",

@@ -214,3 +214,20 @@ def test_evaluate_command_writes_a_json_report(toy, tmp_path, monkeypatch):
         )
         == 2
     )
+
+
+def test_exact_likelihood_models_report_their_own_log_prob():
+    import tiny
+
+    model = tiny.pixelcnn()
+    images = (tiny.binary_images(model, 10) * 255).astype(np.uint8)
+    found = {}
+    evaluation._likelihood(
+        model, images, None, False, lambda n, v: found.update({n: v})
+    )
+    expected = -np.mean(model.log_prob(images / 255.0))
+    assert found["test negative log-likelihood, nats (exact, 10 test images)"] == (
+        pytest.approx(expected, rel=1e-5)
+    )
+    bits = found["test bits/dim (exact, 10 test images)"]
+    assert bits == pytest.approx(expected / (36 * np.log(2)), rel=1e-5)
