@@ -366,3 +366,19 @@ class LatentGenerator:
             "generate": (lambda latents: {"images": self.decode(latents)}, [latents]),
             "sample": sample_endpoint(self.latent_dim, self.decode),
         }
+
+
+class TupleConfig:
+    """from_config that turns JSON's lists back into the tuples the constructor keeps,
+    so get_config and from_config round-trip exactly."""
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(
+            **{
+                key: tuple(value)
+                if key in ("image_shape", "filters") and isinstance(value, list)
+                else value
+                for key, value in config.items()
+            }
+        )

@@ -26,7 +26,7 @@ def build_features(image_shape, filters, feature_dim: int) -> keras.Sequential:
 
 
 @keras.saving.register_keras_serializable(package="keras_gen")
-class Classifier(keras.Model):
+class Classifier(base.TupleConfig, keras.Model):
     """A small CNN that labels images with one or more heads of classes.
 
     Trained on a dataset's real labels, it gives evaluation what the FID Inception
@@ -99,15 +99,6 @@ class Classifier(keras.Model):
             "feature_dim": self.feature_dim,
             "seed": self.seed,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        # JSON turns tuples into lists; the config must round-trip exactly.
-        config = {**config}
-        for key in ("image_shape", "filters"):
-            if key in config:
-                config[key] = tuple(config[key])
-        return cls(**config)
 
     @property
     def metrics(self):

@@ -204,7 +204,7 @@ class GatedBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_gen")
-class PixelCNN(keras.Model):
+class PixelCNN(base.TupleConfig, keras.Model):
     """Gated PixelCNN of binary images: p(x) = prod_i p(x_i | x_<i), Bernoulli per pixel.
 
     The log-likelihood is exact, so `loss` is the negative log-likelihood in nats
@@ -289,14 +289,6 @@ class PixelCNN(keras.Model):
             "num_layers": self.num_layers,
             "seed": self.seed,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        # JSON turns tuples into lists; the config must round-trip exactly.
-        config = {**config}
-        if "image_shape" in config:
-            config["image_shape"] = tuple(config["image_shape"])
-        return cls(**config)
 
     @property
     def metrics(self):

@@ -53,7 +53,7 @@ def build_decoder(image_shape, filters, latent_dim: int) -> keras.Sequential:
 
 
 @keras.saving.register_keras_serializable(package="keras_gen")
-class VAE(keras.Model):
+class VAE(base.TupleConfig, keras.Model):
     """Variational autoencoder whose posterior, prior and likelihood are TFP distributions.
 
     The loss is the negative ELBO in nats per image,
@@ -151,15 +151,6 @@ class VAE(keras.Model):
             "beta": self.beta,
             "seed": self.seed,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        # JSON turns tuples into lists; the config must round-trip exactly.
-        config = {**config}
-        for key in ("image_shape", "filters"):
-            if key in config:
-                config[key] = tuple(config[key])
-        return cls(**config)
 
     @property
     def metrics(self):
