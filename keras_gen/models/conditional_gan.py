@@ -10,9 +10,9 @@ from keras_gen.models import base
 from keras_gen.models.dcgan import (
     DCGAN,
     _base_size,
-    _batch_norm,
     _init,
     build_generator,
+    discriminator_body,
 )
 
 
@@ -29,18 +29,8 @@ def build_projection_discriminator(
     images = keras.Input((image_size, image_size, channels), name="images")
     labels = keras.Input((1,), dtype="int32", name="labels")
     hidden = images
-    for i in range(downsamplings):
-        hidden = keras.layers.Conv2D(
-            filters * 2**i,
-            4,
-            strides=2,
-            padding="same",
-            use_bias=i == 0,
-            kernel_initializer=_init(),
-        )(hidden)
-        if i > 0:  # Radford et al.: no batch norm on the discriminator's input layer
-            hidden = _batch_norm()(hidden)
-        hidden = keras.layers.LeakyReLU(0.2)(hidden)
+    for layer in discriminator_body(image_size, filters):
+        hidden = layer(hidden)
     features = keras.layers.Flatten(name="features")(hidden)
     # float32 from here on under a mixed-precision policy: these are the logits.
     unconditional = keras.layers.Dense(

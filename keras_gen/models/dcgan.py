@@ -81,12 +81,12 @@ def build_generator(
     return keras.Sequential(layers, name="generator")
 
 
-def build_discriminator(
-    image_size: int, channels: int, filters: int
-) -> keras.Sequential:
-    """Images in [-1, 1] -> one logit: stride-2 convs doubling in width, LeakyReLU."""
-    size, downsamplings = _base_size(image_size)
-    layers = [keras.Input((image_size, image_size, channels))]
+def discriminator_body(image_size: int, filters: int, normalization=None) -> list:
+    """The layers DCGAN-style discriminators share: stride-2 4x4 convs doubling in
+    width, each but the first normalized (Radford et al.: not the input layer),
+    LeakyReLU. `normalization` makes a layer (default: synchronized batch norm)."""
+    _, downsamplings = _base_size(image_size)
+    layers = []
     for i in range(downsamplings):
         layers.append(
             keras.layers.Conv2D(
@@ -98,10 +98,20 @@ def build_discriminator(
                 kernel_initializer=_init(),
             )
         )
-        if i > 0:  # Radford et al.: no batch norm on the discriminator's input layer
-            layers.append(_batch_norm())
+        if i > 0:
+            layers.append((normalization or _batch_norm)())
         layers.append(keras.layers.LeakyReLU(0.2))
-    layers += [
+    return layers
+
+
+def build_discriminator(
+    image_size: int, channels: int, filters: int
+) -> keras.Sequential:
+    """Images in [-1, 1] -> one logit: `discriminator_body`, then a valid conv."""
+    size, _ = _base_size(image_size)
+    layers = [
+        keras.Input((image_size, image_size, channels)),
+        *discriminator_body(image_size, filters),
         keras.layers.Conv2D(
             1, size, padding="valid", kernel_initializer=_init(), dtype="float32"
         ),

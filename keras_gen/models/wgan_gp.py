@@ -7,7 +7,12 @@ import tensorflow as tf
 
 from keras_gen import losses
 from keras_gen.models import base
-from keras_gen.models.dcgan import _base_size, _init, build_generator
+from keras_gen.models.dcgan import (
+    _base_size,
+    _init,
+    build_generator,
+    discriminator_body,
+)
 
 # Added under the square root of a gradient norm: the norm's gradient g / ||g|| is
 # then finite, and zero, where the critic's gradient is zero (tf.norm gives NaN).
@@ -24,22 +29,15 @@ def build_critic(image_size: int, channels: int, filters: int) -> keras.Sequenti
     group is their layer norm: statistics over height, width and channels of each
     image, one scale and offset per channel.
     """
-    size, downsamplings = _base_size(image_size)
-    layers = [keras.Input((image_size, image_size, channels))]
-    for i in range(downsamplings):
-        layers.append(
-            keras.layers.Conv2D(
-                filters * 2**i,
-                4,
-                strides=2,
-                padding="same",
-                use_bias=i == 0,
-                kernel_initializer=_init(),
-            )
-        )
-        if i > 0:  # as in DCGAN, the input layer is not normalized
-            layers.append(keras.layers.GroupNormalization(groups=1, epsilon=1e-5))
-        layers.append(keras.layers.LeakyReLU(0.2))
+    size, _ = _base_size(image_size)
+    layers = [
+        keras.Input((image_size, image_size, channels)),
+        *discriminator_body(
+            image_size,
+            filters,
+            lambda: keras.layers.GroupNormalization(groups=1, epsilon=1e-5),
+        ),
+    ]
     layers += [
         # No bias: the critic's losses depend on score differences only, so a
         # bias would never receive a gradient.
