@@ -1,17 +1,37 @@
-"""Atomic writes and checksums: an interrupted write never leaves a file that looks valid."""
+"""Safe writes: atomic, and never over anything keras_gen did not write.
+
+An interrupted write never leaves a file that looks valid, and a write never
+replaces what the user owns. keras_gen replaces only what it wrote itself: a
+folder holding its marker file (preset folders, SavedModels, TFLite folders,
+checkpoints), an empty folder, or a file that carries keras_gen's signature (PNGs,
+JSON reports, models.config). Anything else needs `overwrite=True` (`--overwrite`),
+and devices, FIFOs and sockets are never written through or replaced at all.
+"""
 
 import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+MARKER = ".keras_gen"
+_MARKER_TEXT = "Written by keras_gen, which may replace this folder.\n"
+
+
+class OverwriteError(ValueError):
+    """An output path holds something keras_gen did not write."""
+
 
 def sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a regular file; anything else (a device, a FIFO) is refused."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError(f"{path} is not a regular file; refusing to read it")
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
@@ -19,10 +39,112 @@ def sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+def _kind(path: Path) -> str:
+    """ "missing", "link", "file", "folder", or the name of a special file."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    if stat.S_ISLNK(mode):
+        return "symbolic link"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    for test, name in (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "device"),
+        (stat.S_ISBLK, "device"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _check_parent(path: Path) -> None:
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OverwriteError(f"cannot write {path}: {parent} is not a folder")
+            return
+
+
+def _refuse(path: Path, what: str) -> None:
+    raise OverwriteError(
+        f"refusing to replace {path}: it is {what} that keras_gen did not write. "
+        "Choose another output path, or pass --overwrite (overwrite=True) to replace it."
+    )
+
+
+def claim_folder(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Check that `path` may become a folder keras_gen writes; raise OverwriteError if not."""
     path = Path(path)
+    _check_parent(path)
+    kind = _kind(path)
+    if kind in ("file", "symbolic link", "folder", "missing"):
+        if kind == "folder" and (is_marked(path) or not any(path.iterdir())):
+            return path
+        if kind != "missing" and not overwrite:
+            _refuse(path, "a folder" if kind == "folder" else f"a {kind}")
+        return path
+    raise OverwriteError(
+        f"refusing {path}: it is a {kind}; keras_gen never writes through or replaces one"
+    )
+
+
+def claim_file(
+    path: str | os.PathLike,
+    signed: Callable[[bytes], bool],
+    overwrite: bool = False,
+) -> Path:
+    """Check that `path` may become a file keras_gen writes; raise OverwriteError if not.
+
+    `signed` tells, from the file's first 4 KiB, whether keras_gen wrote it.
+    """
+    path = Path(path)
+    _check_parent(path)
+    kind = _kind(path)
+    if kind == "missing":
+        return path
+    if kind == "file":
+        with open(path, "rb") as file:
+            if signed(file.read(4096)) or overwrite:
+                return path
+        _refuse(path, "a file")
+    if kind in ("folder", "symbolic link"):
+        if not overwrite:
+            _refuse(path, f"a {kind}")
+        return path
+    raise OverwriteError(
+        f"refusing {path}: it is a {kind}; keras_gen never writes through or replaces one"
+    )
+
+
+def is_marked(folder: Path) -> bool:
+    """Whether keras_gen wrote this folder (it holds keras_gen's marker file)."""
+    marker = folder / MARKER
+    return _kind(marker) == "file"
+
+
+@contextlib.contextmanager
+def atomic_path(
+    path: str | os.PathLike,
+    signed: Callable[[bytes], bool] | None = None,
+    overwrite: bool = False,
+) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds.
+
+    With `signed` (see `claim_file`), what is at `path` is checked before and again
+    just before it is replaced; without it, `path` must be a regular file or missing
+    (keras_gen's own files inside its own folders).
+    """
+
+    def claim():
+        claim_file(path, signed or (lambda head: True), overwrite)
+
+    path = Path(path)
+    claim()
     path.parent.mkdir(parents=True, exist_ok=True)
     # Keras insists on the ".weights.h5" ending, so the temporary file keeps it.
     suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
@@ -30,32 +152,49 @@ def atomic_path(path: str | os.PathLike):
         dir=path.parent, prefix=f".{path.name}.", suffix=suffix
     )
     os.close(fd)
-    os.chmod(
-        temporary, 0o666 & ~_UMASK
-    )  # mkstemp makes it private; keep the usual mode
+    # mkstemp makes the file private; keep the usual mode.
+    os.chmod(temporary, 0o666 & ~_UMASK)
     try:
         yield Path(temporary)
+        claim()
+        if _kind(path) == "folder":  # only with overwrite: a folder becomes a file
+            shutil.rmtree(path)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as temporary:
+def write_text(
+    path: str | os.PathLike,
+    text: str,
+    signed: Callable[[bytes], bool] | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Write a text file atomically (see `atomic_path` for `signed` and `overwrite`)."""
+    with atomic_path(path, signed, overwrite) as temporary:
         temporary.write_text(text)
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike):
-    """Yield a fresh folder beside `path`; it replaces `path` whole only if the block succeeds."""
+def atomic_directory(
+    path: str | os.PathLike, overwrite: bool = False
+) -> Iterator[Path]:
+    """Yield a fresh folder beside `path`; it replaces `path` whole only if the block succeeds.
+
+    The folder gets keras_gen's marker, so a later write may replace it; what is at
+    `path` is checked (`claim_folder`) before and again just before it is replaced.
+    """
     path = Path(path)
+    claim_folder(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     os.chmod(temporary, 0o777 & ~_UMASK)
     try:
         yield temporary
-        if path.exists():
+        (temporary / MARKER).write_text(_MARKER_TEXT)
+        claim_folder(path, overwrite)
+        if _kind(path) != "missing":
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
             os.replace(path, old / path.name)
             os.replace(temporary, path)
@@ -65,3 +204,15 @@ def atomic_directory(path: str | os.PathLike):
     finally:
         if temporary.exists():
             shutil.rmtree(temporary)
+
+
+def mark(folder: str | os.PathLike) -> None:
+    """Put keras_gen's marker in a folder it created in place (not via atomic_directory)."""
+    marker = Path(folder) / MARKER
+    if not is_marked(Path(folder)):
+        write_text(marker, _MARKER_TEXT)
+
+
+def json_signed(head: bytes) -> bool:
+    """Whether a JSON file is one keras_gen wrote (its first key says so)."""
+    return head.lstrip().startswith(b'{\n  "written_by": "keras_gen"')

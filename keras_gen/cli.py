@@ -1,4 +1,8 @@
-"""The keras-gen command: a thin layer over keras_gen's Python API."""
+"""The keras-gen command: a thin layer over keras_gen's Python API.
+
+Every user mistake ends in one line on stderr and exit code 2, never a traceback:
+flags are checked when parsed, everything else where it enters the API.
+"""
 
 import argparse
 import json
@@ -10,33 +14,209 @@ import tensorflow as tf
 from keras_gen import _files, evaluation, export, images, training, zoo
 from keras_gen.models import base
 
+INT64_MAX = 2**63 - 1
+# keras.utils.set_random_seed seeds NumPy too, which takes 32-bit seeds only.
+TRAIN_SEED_MAX = 2**32 - 1
+# Generated images are held in memory and tiled into one PNG: 1024 64x64 faces
+# make a 2,200x2,200 grid. The exported `sample` signature has the same bound.
+MAX_SAMPLE = 1024
+MAX_EVALUATE = 50_000  # the customary FID sample count
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="keras-gen", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="list the zoo's presets")
-    info = commands.add_parser("info", help="show a preset's card")
-    info.add_argument("preset", help="preset name or preset folder")
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line, without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _integer(low: int, high: int = INT64_MAX):
+    """An argparse type: an integer from `low` to `high`, with a message saying so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer, got {text!r}"
+            ) from None
+        if high < INT64_MAX and not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be from {low} to {high}, got {value}"
+            )
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must fit in int64, got {value}")
+        return value
+
+    return parse
+
+
+def _preset(parser, what="preset name (shipped preset) or ./path of a preset folder"):
+    parser.add_argument("preset", help=what)
+
+
+def _overwrite(parser):
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the output even if keras_gen did not write it",
+    )
+
+
+def _command_list(args, argv):
+    for name in zoo.list():
+        print(f"{name:20} {zoo.card(name).get('description', '')}")
+
+
+def _command_info(args, argv):
+    print(json.dumps(zoo.card(args.preset), indent=2))
+
+
+def _command_sample(args, argv):
+    _files.claim_file(args.output, images.png_signed, args.overwrite)
+    model = _generative(args.preset)
+    conditions = {}
+    if args.prompt is not None:
+        if not hasattr(model, "conditions"):
+            raise ValueError(f"{args.preset} is not a conditional model; drop --prompt")
+        conditions = base.parse_prompt(args.prompt, model.conditions)
+    generated = model.generate(args.num_samples, seed=args.seed, **conditions)
+    images.write_png(args.output, generated, overwrite=args.overwrite)
+    print(f"wrote {args.num_samples} samples of {args.preset} to {args.output}")
+
+
+def _generative(preset):
+    """The preset's model, or a ValueError saying it generates nothing."""
+    model = zoo.load(preset)
+    if not hasattr(model, "generate"):
+        generative = [
+            n for n in zoo.list() if zoo.card(n)["model"]["class"] != "Classifier"
+        ]
+        raise ValueError(
+            f"{preset} is a {type(model).__name__}, which does not generate images; "
+            f"sample a generative preset: {', '.join(generative)}"
+        )
+    return model
+
+
+def _command_evaluate(args, argv):
+    if args.json:
+        _files.claim_file(args.json, _files.json_signed, args.overwrite)
+    command = shlex.join(["keras-gen", *argv])
+    report = evaluation.evaluate(
+        zoo.load(args.preset),
+        zoo.card(args.preset)["data"],
+        command,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        data_source=args.data,
+        feature_extractor=args.features,
+        reference=args.reference,
+    )
+    report = {"written_by": "keras_gen", "preset": str(args.preset), **report}
+    _print_report(report)
+    if args.json:
+        text = json.dumps(report, indent=2) + "\n"
+        _files.write_text(args.json, text, _files.json_signed, args.overwrite)
+        print(f"wrote {args.json}")
+    if args.update_card:
+        zoo.record_metrics(args.preset, report["metrics"], command)
+
+
+def _print_report(report):
+    if "extractor" in report:
+        extractor = report["extractor"]
+        print(
+            f"features: {extractor['name']} (sha256 {extractor['sha256'][:16]}), "
+            f"{report['num_samples']} samples vs {report['reference_count']} "
+            f"real {report['reference']} images"
+        )
+    width = max((len(m["name"]) for m in report["metrics"]), default=0)
+    for metric in report["metrics"]:
+        print(f"{metric['name']:{width}}  {metric['value']:.6g}")
+
+
+def _command_export(args, argv):
+    model = zoo.load(args.preset)
+    if args.format == "saved_model":
+        written = export.saved_model(
+            model, args.output, uint8=args.uint8, overwrite=args.overwrite
+        )
+    elif args.format == "tflite":
+        written = export.tflite(
+            model,
+            args.output,
+            quantize=args.quantize,
+            uint8=args.uint8,
+            overwrite=args.overwrite,
+        )
+        metrics = export.tflite_metrics(model, written, args.quantize)
+        for metric in metrics:
+            print(f"{metric['name']:45} {metric['value']:.6g}")
+        if args.update_card:
+            zoo.record_metrics(args.preset, metrics, shlex.join(["keras-gen", *argv]))
+    else:
+        written = export.serving(
+            model,
+            args.output,
+            zoo.path(args.preset).name,
+            version=args.version,
+            uint8=args.uint8,
+            overwrite=args.overwrite,
+        )
+    print(f"wrote {written}")
+
+
+def _command_train(args, argv):
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    output = training.train(
+        args.preset,
+        args.output,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
+        data_source=args.data,
+        seed=args.seed,
+        distribution=training.strategy(args.strategy, args.cpu_replicas),
+        logdir=args.logdir,
+        checkpoint_every=args.checkpoint_every,
+        mixed_precision=args.mixed_precision,
+        command=shlex.join(["keras-gen", *argv]),
+        overwrite=args.overwrite,
+    )
+    print(f"wrote preset {output}")
+
+
+def _add_sample(commands):
     sample = commands.add_parser(
         "sample", help="write a grid of generated images to a PNG"
     )
-    sample.add_argument("preset", help="preset name or preset folder")
-    sample.add_argument("-n", "--num-samples", type=int, default=64)
-    sample.add_argument("--seed", type=int, default=None, help="same seed, same images")
+    _preset(sample)
+    sample.add_argument("-n", "--num-samples", type=_integer(1, MAX_SAMPLE), default=64)
+    sample.add_argument(
+        "--seed", type=_integer(-(2**63)), default=None, help="same seed, same images"
+    )
     sample.add_argument("-o", "--output", default="samples.png")
     sample.add_argument(
         "--prompt",
         help='conditional models: the classes to draw, e.g. "ankle boot" or "female 65+"',
     )
+    _overwrite(sample)
+    sample.set_defaults(run=_command_sample)
+
+
+def _add_evaluate(commands):
     evaluate = commands.add_parser(
         "evaluate",
         help="measure a preset: test metrics, FID/KID/precision/recall and their floor",
     )
-    evaluate.add_argument("preset", help="preset name or preset folder")
+    _preset(evaluate)
     evaluate.add_argument(
         "--num-samples",
-        type=int,
+        type=_integer(2, MAX_EVALUATE),
         default=1000,
         help="generated images (and per class for conditional models)",
     )
@@ -52,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         default="train",
         help="the real split generated images are compared with",
     )
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--seed", type=_integer(0, TRAIN_SEED_MAX), default=0)
     evaluate.add_argument("--data", help="dataset file or folder")
     evaluate.add_argument("--json", metavar="OUT", help="also write the report as JSON")
     evaluate.add_argument(
@@ -60,17 +240,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="write the numbers into the preset's card and model card",
     )
+    _overwrite(evaluate)
+    evaluate.set_defaults(run=_command_evaluate)
+
+
+def _add_export(commands):
     export_command = commands.add_parser(
         "export", help="write a SavedModel, a TF Serving layout or TFLite files"
     )
-    export_command.add_argument("preset", help="preset name or preset folder")
+    _preset(export_command)
     export_command.add_argument(
         "--format", choices=export.FORMATS, default="saved_model"
     )
     export_command.add_argument("--output", required=True)
     export_command.add_argument(
         "--version",
-        type=int,
+        type=_integer(1),
         help="serving: version number (default: the next free one)",
     )
     export_command.add_argument(
@@ -84,20 +269,23 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="tflite: record the file size and the error against Keras in the card",
     )
+    _overwrite(export_command)
+    export_command.set_defaults(run=_command_export)
+
+
+def _add_train(commands):
     train = commands.add_parser(
         "train", help="train a preset's recipe into a preset folder"
     )
-    train.add_argument(
-        "preset", help="preset name or preset folder whose recipe to train"
-    )
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--steps-per-epoch", type=int)
-    train.add_argument("--batch-size", type=int)
+    _preset(train, "preset name or ./path of a preset folder whose recipe to train")
+    train.add_argument("--epochs", type=_integer(1))
+    train.add_argument("--steps-per-epoch", type=_integer(1))
+    train.add_argument("--batch-size", type=_integer(1), help="the global batch")
     train.add_argument(
         "--data",
         help="dataset file or folder (default: KERAS_GEN_DATA, then the usual places)",
     )
-    train.add_argument("--seed", type=int)
+    train.add_argument("--seed", type=_integer(0, TRAIN_SEED_MAX))
     train.add_argument(
         "--strategy",
         choices=training.STRATEGIES,
@@ -117,117 +305,54 @@ def main(argv: list[str] | None = None) -> int:
     )
     train.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=_integer(1),
         default=500,
         metavar="STEPS",
         help="checkpoint the training state this often, and after every epoch",
     )
     train.add_argument(
         "--cpu-replicas",
-        type=int,
+        type=_integer(1, 64),
         metavar="N",
         help="mirror over N logical CPU devices (multi-replica training without GPUs)",
     )
     train.add_argument(
         "--output",
         required=True,
-        help="preset folder to write (replaced when training ends)",
+        help="preset folder to write (replaced when training ends if keras_gen wrote it)",
     )
-    args = parser.parse_args(argv)
+    _overwrite(train)
+    train.set_defaults(run=_command_train)
 
+
+def parser() -> argparse.ArgumentParser:
+    """The keras-gen argument parser, one sub-parser per command."""
+    main_parser = _Parser(prog="keras-gen", description=__doc__)
+    commands = main_parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="list the zoo's presets").set_defaults(
+        run=_command_list
+    )
+    info = commands.add_parser("info", help="show a preset's card")
+    _preset(info)
+    info.set_defaults(run=_command_info)
+    for add in (_add_sample, _add_evaluate, _add_export, _add_train):
+        add(commands)
+    return main_parser
+
+
+# What a user's mistake raises: bad values, missing files, a refused output, a run
+# that diverged or is locked. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, training.TrainingError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
     try:
-        if args.command == "list":
-            for name in zoo.list():
-                print(f"{name:20} {zoo.card(name).get('description', '')}")
-        elif args.command == "info":
-            print(json.dumps(zoo.card(args.preset), indent=2))
-        elif args.command == "sample":
-            if args.num_samples < 1:
-                parser.error("--num-samples must be at least 1")
-            model = zoo.load(args.preset)
-            conditions = {}
-            if args.prompt is not None:
-                if not hasattr(model, "conditions"):
-                    raise ValueError(
-                        f"{args.preset} is not a conditional model; drop --prompt"
-                    )
-                conditions = base.parse_prompt(args.prompt, model.conditions)
-            images.write_png(
-                args.output,
-                model.generate(args.num_samples, seed=args.seed, **conditions),
-            )
-            print(f"wrote {args.num_samples} samples of {args.preset} to {args.output}")
-        elif args.command == "evaluate":
-            if args.num_samples < 2:
-                parser.error("--num-samples must be at least 2")
-            command = shlex.join(["keras-gen", *argv])
-            report = evaluation.evaluate(
-                zoo.load(args.preset),
-                zoo.card(args.preset)["data"],
-                command,
-                num_samples=args.num_samples,
-                seed=args.seed,
-                data_source=args.data,
-                feature_extractor=args.features,
-                reference=args.reference,
-            )
-            report = {"preset": str(args.preset), **report}
-            if "extractor" in report:
-                extractor = report["extractor"]
-                print(
-                    f"features: {extractor['name']} (sha256 {extractor['sha256'][:16]}), "
-                    f"{report['num_samples']} samples vs {report['reference_count']} "
-                    f"real {report['reference']} images"
-                )
-            width = max((len(m["name"]) for m in report["metrics"]), default=0)
-            for metric in report["metrics"]:
-                print(f"{metric['name']:{width}}  {metric['value']:.6g}")
-            if args.json:
-                _files.write_text(args.json, json.dumps(report, indent=2) + "\n")
-                print(f"wrote {args.json}")
-            if args.update_card:
-                zoo.record_metrics(args.preset, report["metrics"], command)
-        elif args.command == "export":
-            model = zoo.load(args.preset)
-            if args.format == "saved_model":
-                written = export.saved_model(model, args.output, uint8=args.uint8)
-            elif args.format == "tflite":
-                written = export.tflite(
-                    model, args.output, quantize=args.quantize, uint8=args.uint8
-                )
-                metrics = export.tflite_metrics(model, written, args.quantize)
-                for metric in metrics:
-                    print(f"{metric['name']:45} {metric['value']:.6g}")
-                if args.update_card:
-                    zoo.record_metrics(
-                        args.preset, metrics, shlex.join(["keras-gen", *argv])
-                    )
-            else:
-                name = zoo.path(args.preset).name
-                written = export.serving(
-                    model, args.output, name, version=args.version, uint8=args.uint8
-                )
-            print(f"wrote {written}")
-        elif args.command == "train":
-            if args.deterministic:
-                tf.config.experimental.enable_op_determinism()
-            output = training.train(
-                args.preset,
-                args.output,
-                epochs=args.epochs,
-                steps_per_epoch=args.steps_per_epoch,
-                batch_size=args.batch_size,
-                data_source=args.data,
-                seed=args.seed,
-                distribution=training.strategy(args.strategy, args.cpu_replicas),
-                logdir=args.logdir,
-                checkpoint_every=args.checkpoint_every,
-                mixed_precision=args.mixed_precision,
-                command=shlex.join(["keras-gen", *argv]),
-            )
-            print(f"wrote preset {output}")
-    except (ValueError, FileNotFoundError, training.TrainingDiverged) as error:
-        print(f"keras-gen: error: {error}", file=sys.stderr)
+        args.run(args, argv)
+    except USER_ERRORS as error:
+        message = " ".join(str(error).split("\n"))
+        print(f"keras-gen {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -3,14 +3,27 @@
 Every dataset yields float32 images in [0, 1], shape (batch, height, width, channels).
 Local sources are tried in order: the `source` argument, then the folder named by
 the `KERAS_GEN_DATA` environment variable, then the usual places on this machine.
+
+Data is checked where it enters, and bad content is refused with a `DataError`
+naming the file, the place in it and what to do: arrays must be uint8 images of
+the dataset's shape with integer labels in its class range; a faces labels file is
+matched to the images by member name and column name, never by position; an image
+is sized from its header before it is decoded, and refused over MAX_IMAGE_PIXELS
+pixels (a small compressed file can decode to gigabytes) or when its longer side
+is over MAX_ASPECT_RATIO times the shorter (its square centre crop would be a sliver).
 """
 
 import concurrent.futures
 import gzip
+import math
 import os
+import re
 import struct
 import tarfile
+import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -42,15 +55,32 @@ CLASSES = {
 }
 SPLITS = ("train", "test")
 FACES_SIZE = 64
+# The largest image decoded (width * height): 4096x4096 RGB is 48 MiB decoded, while
+# a 20000x20000 PNG of one colour is about 1 MB on disk and over 1 GB decoded.
+MAX_IMAGE_PIXELS = 4096 * 4096
+# Faces are centre-cropped to a square, so a 1x5000 image would keep one pixel.
+MAX_ASPECT_RATIO = 4
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# Height, width, channels of the images of the array datasets.
+_IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1)}
 _FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
+_FACE_COLUMNS = ("member", "split")
+_FACE_LABEL_COLUMNS = ("age", "gender")
 
 
 class DataSourceError(FileNotFoundError):
     """No source of a dataset could be read; the message lists every one tried."""
+
+
+class DataError(ValueError):
+    """A data file was found but its content is wrong; the message says where and why.
+
+    A ValueError rather than a DataSourceError: falling back to another source
+    would hide a broken file the user meant to train on.
+    """
 
 
 def load(
@@ -71,6 +101,8 @@ def load(
     over the training split (dynamic binarization), once and for all with a fixed
     seed on the test split, so test scores are comparable between runs.
     """
+    # Checked before the images load, so a typo costs nothing.
+    _check_batch_size(batch_size)
     images = load_images(name, split, source=source, download=download)
     return pipeline(
         images,
@@ -94,8 +126,15 @@ def pipeline(
 ):
     """uint8 images in memory -> shuffled float batches; shuffling indices keeps it cheap.
 
-    With `labels` (int, (N, heads)) each batch is (images, labels).
+    With `labels` (int, (N, heads)) each batch is (images, labels). `binarize` is
+    None, "fixed" (the same pixels on every pass) or "dynamic" (fresh ones).
     """
+    _check_batch_size(batch_size)
+    _check_in_memory(images, labels)
+    if binarize not in (None, "fixed", "dynamic"):
+        raise ValueError(
+            f"binarize must be None, 'fixed' or 'dynamic', got {binarize!r}"
+        )
     images = tf.constant(images)
     label_table = None if labels is None else tf.constant(labels, tf.int32)
     count = int(images.shape[0])
@@ -146,12 +185,17 @@ def training_pipeline(
     number of replicas or restarts. `binarize` draws fresh pixels at every step.
     With `labels` (int32, (N, heads)) each batch is (images, labels).
     """
+    _check_batch_size(batch_size)
+    _check_in_memory(images, labels)
     images = tf.constant(images)
     label_table = None if labels is None else tf.constant(labels, tf.int32)
     count = int(images.shape[0])
     steps_per_pass = count // batch_size
     if steps_per_pass < 1:
-        raise ValueError(f"batch_size {batch_size} is larger than the {count} images")
+        raise ValueError(
+            f"batch_size {batch_size} is larger than the {count} images; "
+            "use a smaller batch_size or more images"
+        )
 
     def batch(step):
         data_pass, position = step // steps_per_pass, step % steps_per_pass
@@ -171,6 +215,41 @@ def training_pipeline(
     )
 
 
+def _check_batch_size(batch_size):
+    """A bool or float batch size would fail deep inside tf.data, far from the typo."""
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def _check_in_memory(images, labels):
+    """The pipelines divide by 255, so only uint8 images give pixels in [0, 1]."""
+    dtype = getattr(images, "dtype", None)
+    if dtype != np.uint8 or np.ndim(images) != 4:
+        raise ValueError(
+            f"images must be a uint8 array (N, height, width, channels), got "
+            f"{dtype} of shape {np.shape(images)}; convert floats in [0, 1] with "
+            "(x * 255).round().astype('uint8')"
+        )
+    if labels is not None and (
+        np.ndim(labels) != 2 or np.shape(labels)[0] != np.shape(images)[0]
+    ):
+        raise ValueError(
+            f"labels must be (N, heads) with one row per image: got shape "
+            f"{np.shape(labels)} for {np.shape(images)[0]} images"
+        )
+
+
+def _check_choice(value, choices, what):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"unknown {what} {value!r}; choose one of {', '.join(choices)}"
+        )
+
+
 def load_labels(
     name: str, split: str = "train", *, source: str | os.PathLike | None = None
 ) -> np.ndarray:
@@ -179,15 +258,14 @@ def load_labels(
     Read from the same local files as the images (faces: the labels file beside
     them, ages grouped into AGE_GROUPS); TFDS when online for mnist and fashion_mnist.
     """
-    if name not in CLASSES:
-        raise ValueError(
-            f"unknown dataset {name!r}; choose one of {', '.join(CLASSES)}"
-        )
+    _check_choice(name, tuple(CLASSES), "dataset")
+    _check_choice(split, SPLITS, "split")
     tried = []
     for candidate in _local_candidates(name, source):
         if candidate.exists():
             return _LABEL_READERS[name](candidate, split)
         tried.append(str(candidate))
+    _refuse_missing_source(source)
     if name != "faces":
         try:
             return _labels_from_tfds(name, split)
@@ -204,6 +282,7 @@ def load_labels(
 
 def class_names(name: str) -> dict[str, tuple[str, ...]]:
     """Head name -> class names of a dataset's labels."""
+    _check_choice(name, tuple(CLASSES), "dataset")
     return {head: tuple(names) for head, names in CLASSES[name].items()}
 
 
@@ -221,17 +300,14 @@ def load_images(
     download: bool = True,
 ) -> np.ndarray:
     """All images of one split as a uint8 array (N, H, W, C)."""
-    if name not in DATASETS:
-        raise ValueError(
-            f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
-        )
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    _check_choice(name, DATASETS, "dataset")
+    _check_choice(split, SPLITS, "split")
     tried = []
     for candidate in _local_candidates(name, source):
         if candidate.exists():
             return _READERS[name](candidate, split)
         tried.append(str(candidate))
+    _refuse_missing_source(source)
     if download:
         try:
             return _from_tfds(name, split)
@@ -247,6 +323,14 @@ def load_images(
         + f"\nProvide one with source=PATH (keras-gen train --data PATH), or put the "
         f"files in the folder named by KERAS_GEN_DATA. {_HOW_TO_GET[name]}"
     )
+
+
+def _refuse_missing_source(source):
+    """A source the user named must exist: it is never silently replaced by a download."""
+    if source is not None:
+        raise DataSourceError(
+            f"{source} does not exist; pass the path of the dataset's file or folder"
+        )
 
 
 def _local_candidates(name, source):
@@ -273,123 +357,289 @@ def _local_candidates(name, source):
 
 _HOW_TO_GET = {
     "faces": "A tar or folder of face images works; a '<name>_labels.tsv' beside it "
-    "(columns member, split) gives the train/test split.",
-    "mnist": "Any .npz with the keras.datasets keys (x_train, x_test) works.",
+    "(columns member, split; age and gender for labels) gives the train/test split.",
+    "mnist": "Any .npz with the keras.datasets keys (x_train, y_train, x_test, "
+    "y_test) works.",
     "fashion_mnist": "On Debian: apt-get install dataset-fashion-mnist "
     "(/usr/share/datasets/fashion-mnist).",
 }
 
 
+# --- Arrays: .npz (mnist) and IDX (fashion_mnist) ----------------------------------
+
+
 def _read_npz(path, split):
-    with np.load(path, allow_pickle=False) as arrays:
-        key = f"x_{split}"
-        if key not in arrays:
-            raise ValueError(
-                f"{path} has no array {key!r}; it holds {sorted(arrays.files)}"
-            )
-        return _with_channels(arrays[key])
+    key = f"x_{split}"
+    with _open_npz(path) as arrays:
+        images = _npz_array(path, arrays, key)
+    return _checked_images(f"{path}: {key}", images, "mnist")
 
 
 def _read_npz_labels(path, split):
-    with np.load(path, allow_pickle=False) as arrays:
-        key = f"y_{split}"
-        if key not in arrays:
-            raise ValueError(
-                f"{path} has no array {key!r}; it holds {sorted(arrays.files)}"
+    key = f"y_{split}"
+    with _open_npz(path) as arrays:
+        if key not in arrays:  # images without labels: fine unless labels are needed
+            raise DataSourceError(
+                f"{path} has no labels {key!r}; it holds {sorted(arrays.files)}"
             )
-        return arrays[key].astype(np.int32)[:, None]
+        labels = _npz_array(path, arrays, key)
+        count = len(_npz_array(path, arrays, f"x_{split}"))
+    return _checked_labels(f"{path}: {key}", labels, count, "mnist")
 
 
-def _read_idx_labels(path, split):
-    labels_file = Path(path) / _FASHION_FILES[split][1]
-    if not labels_file.exists():
-        raise DataSourceError(f"{path} has no {labels_file.name}")
-    return read_idx(labels_file).astype(np.int32)[:, None]
-
-
-def _read_face_labels(path, split):
-    """(age group, gender) per image of the split, in the sorted order images load in."""
-    path = Path(path)
-    table = _labels_path(path)
-    if not table.exists():
-        raise DataSourceError(
-            f"{path} has no labels file {table.name} (columns member, age, gender, split)"
+def _open_npz(path):
+    """The NpzFile at `path`; a .npy, a pickle or random bytes are refused by name."""
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+        raise DataError(
+            f"{path} is not a readable .npz file ({error}); save the arrays with "
+            "numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
+        ) from None
+    if not isinstance(arrays, np.lib.npyio.NpzFile):
+        raise DataError(
+            f"{path} holds a single array, not an .npz of named arrays; save them with "
+            "numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
         )
-    lines = table.read_text().splitlines()
-    header = lines[0].split("\t")
-    missing = {"member", "age", "gender", "split"} - set(header)
-    if missing:
-        raise ValueError(
-            f"{table} lacks the columns {sorted(missing)}; it has {header}"
+    return arrays
+
+
+def _npz_array(path, arrays, key):
+    if key not in arrays:
+        raise DataError(f"{path} has no array {key!r}; it holds {sorted(arrays.files)}")
+    try:
+        return arrays[key]
+    except ValueError as error:  # object arrays need pickle, which is never allowed
+        raise DataError(f"{path}: cannot read {key!r} ({error})") from None
+
+
+def _checked_images(where, images, dataset):
+    """uint8 (N, H, W, 1) images of the dataset's shape; `where` names the array."""
+    if images.dtype != np.uint8:
+        raise DataError(_not_uint8_message(where, images))
+    height, width, channels = _IMAGE_SHAPES[dataset]
+    images = _with_channels(images)
+    if images.ndim != 4 or images.shape[1:] != (height, width, channels):
+        raise DataError(
+            f"{where} has shape {images.shape}; {dataset} images must be "
+            f"(N, {height}, {width}) or (N, {height}, {width}, {channels})"
         )
-    column = {name: header.index(name) for name in ("member", "age", "gender", "split")}
-    genders = CLASSES["faces"]["gender"]
-    rows = sorted(
-        row
-        for row in (line.split("\t") for line in lines[1:] if line)
-        if row[column["split"]] == split
+    if len(images) == 0:
+        raise DataError(f"{where} holds no images")
+    return images
+
+
+def _not_uint8_message(where, array):
+    """Why an array is not uint8 pixels, and the conversion that fits its values."""
+    message = f"{where} is {array.dtype}, but images must be uint8 (0 to 255)"
+    if array.dtype.kind not in "biuf" or array.size == 0:
+        return message
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        return message + "; it holds NaN or infinite values"
+    low, high = array.min().item(), array.max().item()
+    if array.dtype.kind == "f" and 0 <= low and high <= 1:
+        return (
+            message + f"; its values lie in [{low:g}, {high:g}], so convert with "
+            "(x * 255).round().astype('uint8')"
+        )
+    if array.dtype.kind in "iu" and 0 <= low and high <= 255:
+        return message + "; its values fit 0..255, so convert with x.astype('uint8')"
+    return (
+        message + f"; its values lie in [{low:g}, {high:g}]: scale them to 0..255 "
+        "and convert with .astype('uint8')"
     )
-    labels = []
-    for row in rows:
-        age, gender = int(row[column["age"]]), row[column["gender"]]
-        if gender not in genders:
-            raise ValueError(f"{table}: gender {gender!r} is not one of {genders}")
-        group = next(
-            i for i, (low, high) in enumerate(AGE_GROUPS) if low <= age <= high
+
+
+def _checked_labels(where, labels, count, dataset):
+    """int32 (N, 1) class indices, one per image, each in the dataset's class range."""
+    (classes,) = CLASSES[dataset].values()
+    if labels.ndim != 1:
+        raise DataError(
+            f"{where} has shape {labels.shape}; labels must be 1-D, one class index "
+            "per image (flatten them with y.reshape(-1))"
         )
-        labels.append((group, genders.index(gender)))
-    return np.asarray(labels, np.int32).reshape(-1, 2)
+    if labels.dtype.kind not in "iu":
+        raise DataError(
+            f"{where} is {labels.dtype}; labels must be integer class indices "
+            "(convert whole numbers with y.astype('uint8'))"
+        )
+    if len(labels) != count:
+        raise DataError(f"{where} has {len(labels)} labels for {count} images")
+    if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise DataError(
+            f"{where} has labels from {labels.min()} to {labels.max()}; {dataset} "
+            f"has {len(classes)} classes, numbered 0 to {len(classes) - 1}"
+        )
+    return labels.astype(np.int32)[:, None]
 
 
 def _read_idx_folder(path, split):
-    images_file = Path(path) / _FASHION_FILES[split][0]
+    images_file, labels_file = (Path(path) / name for name in _FASHION_FILES[split])
     if not images_file.exists():
         raise DataSourceError(f"{path} has no {images_file.name}")
-    return _with_channels(read_idx(images_file))
+    images = read_idx(images_file)
+    _check_idx_rank(images_file, images.shape, 3)
+    if labels_file.exists():
+        # Cheap (the header only), and a mismatch means the two files are not a pair.
+        labels_shape = _idx_shape(labels_file)
+        _check_idx_rank(labels_file, labels_shape, 1)
+        if labels_shape[0] != len(images):
+            raise DataError(
+                f"{images_file} holds {len(images)} images but {labels_file} "
+                f"{labels_shape[0]} labels; use the two files of one release"
+            )
+    return _checked_images(str(images_file), images, "fashion_mnist")
+
+
+def _read_idx_labels(path, split):
+    images_file, labels_file = (Path(path) / name for name in _FASHION_FILES[split])
+    if not labels_file.exists():
+        raise DataSourceError(f"{path} has no {labels_file.name}")
+    labels = read_idx(labels_file)
+    _check_idx_rank(labels_file, labels.shape, 1)
+    count = len(labels)
+    if images_file.exists():
+        images_shape = _idx_shape(images_file)
+        _check_idx_rank(images_file, images_shape, 3)
+        count = images_shape[0]
+    return _checked_labels(str(labels_file), labels, count, "fashion_mnist")
+
+
+def _check_idx_rank(path, shape, rank):
+    """IDX images are rank 3 (N, 28, 28), labels rank 1; a swap shows up here."""
+    if len(shape) != rank:
+        kind = "images, (N, height, width)" if rank == 3 else "labels, (N,)"
+        raise DataError(
+            f"{path} holds an array of shape {tuple(shape)} where {kind} belong; "
+            "are the images and labels files swapped?"
+        )
 
 
 def read_idx(path) -> np.ndarray:
-    """The array in an IDX file (the MNIST format), gzipped or not."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as file:
-        data = file.read()
-    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
-    rank = data[3]
-    shape = struct.unpack(f">{rank}I", data[4 : 4 + 4 * rank])
-    body = np.frombuffer(data, np.uint8, offset=4 + 4 * rank)
-    if body.size != np.prod(shape):
-        raise ValueError(
-            f"{path} is truncated: expected {np.prod(shape)} values, found {body.size}"
+    """The array in an IDX file (the MNIST format), gzipped or not.
+
+    Only unsigned bytes (type 0x08) are read; a body shorter or longer than the
+    header's shape is refused, since either means a damaged or mislabelled file.
+    """
+    data = _read_idx_bytes(path, size=-1)
+    shape, offset = _idx_header(path, data)
+    expected, found = math.prod(shape), len(data) - offset
+    if found < expected:
+        raise DataError(
+            f"{path} is truncated: expected {expected} values, found {found}"
         )
-    return body.reshape(shape)
+    if found > expected:
+        raise DataError(
+            f"{path} has {found - expected} bytes after the {expected} values its "
+            f"header {shape} announces; the file is damaged or not one IDX array"
+        )
+    return np.frombuffer(data, np.uint8, offset=offset).reshape(shape)
+
+
+def _idx_shape(path):
+    """The shape in an IDX file's header, without reading its body."""
+    head = _read_idx_bytes(path, size=4)
+    if len(head) == 4:
+        head += _read_idx_bytes(path, size=4 + 4 * head[3])[4:]
+    return _idx_header(path, head)[0]
+
+
+def _read_idx_bytes(path, size):
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as file:
+            return file.read(size)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise DataError(f"{path} is not a readable gzip file ({error})") from None
+
+
+def _idx_header(path, data):
+    """(shape, body offset) from the magic number: 0, 0, type 0x08, rank; then dims."""
+    if len(data) < 4 or data[:2] != b"\0\0":
+        raise DataError(
+            f"{path} is not an IDX file: it starts with {data[:4].hex(' ')!r}, "
+            "not 00 00 08 <rank>"
+        )
+    if data[2] != 0x08:
+        raise DataError(
+            f"{path} holds IDX values of type 0x{data[2]:02x}; only unsigned bytes "
+            "(0x08), as in the MNIST files, are read"
+        )
+    rank, offset = data[3], 4 + 4 * data[3]
+    if rank == 0 or len(data) < offset:
+        raise DataError(f"{path} has a truncated or empty IDX header (rank {rank})")
+    return struct.unpack(f">{rank}I", data[4:offset]), offset
 
 
 def _with_channels(images):
     return images[..., None] if images.ndim == 3 else images
 
 
+# --- Faces: a tar or folder of images, and the labels file beside it ---------------
+
+
+class _FaceRow(NamedTuple):
+    line: int
+    split: str
+    age: int | None
+    gender: str | None
+
+
+class _FaceTable(NamedTuple):
+    path: Path
+    header: tuple[str, ...]
+    rows: dict[str, _FaceRow]
+
+
 def _read_faces(path, split):
-    """Face images from a tar or a folder, decoded and resized to 64x64 RGB."""
-    path = Path(path)
-    splits = _read_splits(path)
-    if splits is None and split == "test":
+    """Face images of one split, sorted by member name, decoded and resized to 64x64 RGB."""
+    path = _checked_faces_source(path)
+    table = _read_face_table(path)
+    _check_split_known(path, table, split)
+    names, blobs = _face_files(path, lambda name: _in_split(table, name, split))
+    members = _split_members(path, table, names, split)
+    try:
+        return decode_images(members, [blobs[member] for member in members])
+    except DataError as error:
+        raise DataError(f"{path}: {error}") from None
+
+
+def _read_face_labels(path, split):
+    """(age group, gender) per image of the split, looked up by member name."""
+    path = _checked_faces_source(path)
+    table = _read_face_table(path)
+    if table is None:
         raise DataSourceError(
-            f"{path} has no labels file ({_labels_path(path).name}) saying which "
-            "images are test images; without one every image is in 'train'"
+            f"{path} has no labels file {_labels_path(path).name} "
+            "(columns member, split, age, gender)"
         )
-    wanted = None if splits is None else {n for n, s in splits.items() if s == split}
-    read = _tar_images if path.is_file() else _folder_images
-    blobs = read(path, wanted)
-    if wanted is not None and len(blobs) < len(wanted):
-        missing = sorted(wanted - blobs.keys())
-        raise ValueError(
-            f"{_labels_path(path)} names {len(missing)} images not in {path}, such as {missing[0]!r}"
+    missing = [column for column in _FACE_LABEL_COLUMNS if column not in table.header]
+    if missing:
+        raise DataError(
+            f"{table.path} line 1: no column {' or '.join(missing)}, so no labels; "
+            f"the header is {list(table.header)}"
         )
-    if not blobs:
-        raise DataSourceError(f"{path} holds no images for split {split!r}")
-    names = sorted(blobs)
-    return decode_images(names, [blobs[n] for n in names])
+    names, _ = _face_files(path, lambda name: False)
+    members = _split_members(path, table, names, split)
+    labels = [_face_label(table.rows[member]) for member in members]
+    return np.asarray(labels, np.int32).reshape(-1, 2)
+
+
+def _face_label(row):
+    group = next(
+        i for i, (low, high) in enumerate(AGE_GROUPS) if low <= row.age <= high
+    )
+    return group, CLASSES["faces"]["gender"].index(row.gender)
+
+
+def _checked_faces_source(path):
+    path = Path(path)
+    if not (path.is_file() or path.is_dir()):
+        raise DataError(
+            f"{path} is neither a file nor a folder; give a tar of face images "
+            "or a folder of them"
+        )
+    return path
 
 
 def _labels_path(path):
@@ -400,61 +650,216 @@ def _labels_path(path):
     )
 
 
-def _read_splits(path):
-    labels = _labels_path(path)
-    if not labels.exists():
+def _read_face_table(path):
+    """The labels file beside the faces, parsed once and checked row by row; None if absent.
+
+    Columns are found by name and rows keyed by member, so neither the order of
+    the columns nor that of the rows can shift a label onto another image.
+    """
+    table_path = _labels_path(path)
+    if not table_path.exists():
         return None
-    lines = labels.read_text().splitlines()
-    header = lines[0].split("\t")
-    if "member" not in header or "split" not in header:
-        raise ValueError(
-            f"{labels} needs the columns 'member' and 'split'; it has {header}"
+    lines = _read_table_lines(table_path)
+    header = _table_header(table_path, lines[0])
+    rows = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line:
+            continue
+        member, row = _parse_face_row(table_path, number, line, header)
+        if member in rows:
+            raise DataError(
+                f"{table_path} line {number}: member {member!r} again, first on "
+                f"line {rows[member].line}; keep one row per image"
+            )
+        rows[member] = row
+    return _FaceTable(table_path, header, rows)
+
+
+def _read_table_lines(table_path):
+    # utf-8-sig: a byte-order mark left by a spreadsheet must not stick to "member".
+    try:
+        text = table_path.read_text(encoding="utf-8-sig")
+    except (UnicodeDecodeError, OSError) as error:
+        raise DataError(
+            f"{table_path} is not a readable UTF-8 text file ({error})"
+        ) from None
+    # Split on newlines only, so line numbers are the ones an editor shows.
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def _table_header(table_path, line):
+    header = tuple(line.split("\t"))
+    missing = [column for column in _FACE_COLUMNS if column not in header]
+    if missing:
+        raise DataError(
+            f"{table_path} line 1: the header {list(header)} lacks the column "
+            f"{' and '.join(missing)}; it needs member and split (age and gender "
+            "for labels), separated by tabs"
         )
-    member, split = header.index("member"), header.index("split")
-    return {
-        row[member]: row[split]
-        for row in (line.split("\t") for line in lines[1:] if line)
-    }
+    repeated = sorted({column for column in header if header.count(column) > 1})
+    if repeated:
+        raise DataError(
+            f"{table_path} line 1: the column {repeated[0]!r} appears twice in "
+            f"the header {list(header)}"
+        )
+    return header
 
 
-def _tar_images(path, wanted):
-    """name -> bytes of the image files in a tar; never extracts, so no path escapes."""
-    images = {}
-    with tarfile.open(path) as archive:
-        for member in archive:
-            name = PurePosixPath(member.name)
-            if name.is_absolute() or ".." in name.parts:
-                raise ValueError(
-                    f"{path} has an unsafe member name {member.name!r}; refusing it"
-                )
-            if _is_wanted(member.name, wanted) and member.isfile():
-                images[member.name] = archive.extractfile(member).read()
-    return images
-
-
-def _folder_images(path, wanted):
-    return {
-        name: file.read_bytes()
-        for file in sorted(path.rglob("*"))
-        if file.is_file()
-        and _is_wanted(name := file.relative_to(path).as_posix(), wanted)
-    }
-
-
-def _is_wanted(name, wanted):
-    return (
-        name in wanted if wanted is not None else name.lower().endswith(_IMAGE_SUFFIXES)
+def _parse_face_row(table_path, number, line, header):
+    """(member, _FaceRow) of line `number`, every field checked."""
+    where = f"{table_path} line {number}"
+    fields = line.split("\t")
+    if len(fields) != len(header):
+        raise DataError(
+            f"{where}: {len(fields)} fields where the header has {len(header)} "
+            f"({', '.join(header)}): {line!r}; separate fields with one tab each"
+        )
+    value = dict(zip(header, fields))
+    if not value["member"]:
+        raise DataError(f"{where}: the member name is empty")
+    if value["split"] not in SPLITS:
+        raise DataError(
+            f"{where}: split {value['split']!r} is not one of {', '.join(SPLITS)}"
+        )
+    age = _parse_age(where, value["age"]) if "age" in value else None
+    gender = value.get("gender")
+    genders = CLASSES["faces"]["gender"]
+    if gender is not None and gender not in genders:
+        raise DataError(
+            f"{where}: gender {gender!r} is not one of {', '.join(genders)}"
+        )
+    return value["member"], _FaceRow(
+        int(where.rsplit(" ", 1)[1]), value["split"], age, gender
     )
 
 
+def _parse_age(where, text):
+    oldest = AGE_GROUPS[-1][1]
+    if not re.fullmatch(r"[0-9]+", text) or int(text) > oldest:
+        raise DataError(
+            f"{where}: age {text!r} is not a whole number of years from 0 to {oldest}"
+        )
+    return int(text)
+
+
+def _check_split_known(path, table, split):
+    if table is None and split == "test":
+        raise DataSourceError(
+            f"{path} has no labels file ({_labels_path(path).name}) saying which "
+            "images are test images; without one every image is in 'train'"
+        )
+
+
+def _in_split(table, name, split):
+    if table is None:
+        return _is_image_name(name)
+    row = table.rows.get(name)
+    return row is not None and row.split == split
+
+
+def _is_image_name(name):
+    return name.lower().endswith(_IMAGE_SUFFIXES)
+
+
+def _split_members(path, table, names, split):
+    """The split's members, sorted: the one order that images and labels share."""
+    images = sorted(name for name in names if _is_image_name(name))
+    if not images:
+        raise DataError(
+            f"{path} holds no images (no file ending in {', '.join(_IMAGE_SUFFIXES)})"
+        )
+    if table is None:
+        return images
+    _check_rows_match_files(path, table, names, images)
+    members = sorted(m for m, row in table.rows.items() if row.split == split)
+    if not members:
+        raise DataSourceError(
+            f"{path} holds no images for split {split!r}: {table.path} puts none there"
+        )
+    return members
+
+
+def _check_rows_match_files(path, table, names, images):
+    """Every row names a file, and every image has a row: no image is silently dropped."""
+    missing = [(row.line, m) for m, row in table.rows.items() if m not in names]
+    if missing:
+        line, member = missing[0]
+        raise DataError(
+            f"{table.path} line {line}: member {member!r} is not in {path} "
+            f"({len(missing)} rows name files it does not hold); fix the names "
+            "or remove those rows"
+        )
+    unlisted = [name for name in images if name not in table.rows]
+    if unlisted:
+        raise DataError(
+            f"{path} holds {len(unlisted)} images with no row in {table.path}, such "
+            f"as {unlisted[0]!r}; add a row (member, split, ...) for each, or remove "
+            "those images"
+        )
+
+
+def _face_files(path, keep):
+    """(names of all regular files, name -> bytes of those that `keep` accepts)."""
+    return (_tar_files if path.is_file() else _folder_files)(path, keep)
+
+
+def _tar_files(path, keep):
+    """Like _face_files for a tar (plain or compressed); never extracts, so no path escapes."""
+    names, blobs = set(), {}
+    try:
+        with tarfile.open(path) as archive:
+            for member in archive:
+                _check_member_name(path, member.name)
+                if member.isfile():
+                    names.add(member.name)
+                    if keep(member.name):
+                        blobs[member.name] = archive.extractfile(member).read()
+    except (tarfile.TarError, EOFError, zlib.error) as error:
+        raise DataError(
+            f"{path} is not a tar archive or an image folder, or a damaged tar "
+            f"({error}); give a tar (plain or compressed) or a folder of face images"
+        ) from None
+    return names, blobs
+
+
+def _check_member_name(path, name):
+    parts = PurePosixPath(name)
+    if parts.is_absolute() or ".." in parts.parts:
+        raise DataError(f"{path} has an unsafe member name {name!r}; refusing it")
+
+
+def _folder_files(path, keep):
+    names, blobs = set(), {}
+    for file in sorted(path.rglob("*")):
+        name = file.relative_to(path).as_posix()
+        if file.is_file():
+            names.add(name)
+            if keep(name):
+                blobs[name] = file.read_bytes()
+    return names, blobs
+
+
+# --- Image files: sized from their headers, then decoded ---------------------------
+
+
 def decode_images(names, blobs, size=FACES_SIZE) -> np.ndarray:
-    """Decode encoded images in parallel to uint8 (N, size, size, 3), naming any bad file."""
+    """Decode encoded images in parallel to uint8 (N, size, size, 3), naming any bad file.
+
+    Every image is first sized from its header, so a decompression bomb (over
+    MAX_IMAGE_PIXELS) or a sliver (over MAX_ASPECT_RATIO) is refused before any
+    memory is spent on decoding it.
+    """
+    names, blobs = list(names), list(blobs)
+    if not names:
+        raise ValueError("no images to decode")
+    for name, blob in zip(names, blobs):
+        _check_image_size(name, *_image_size(name, blob))
 
     def decode(name, blob):
         try:
             image = tf.io.decode_image(blob, channels=3, expand_animations=False)
         except tf.errors.InvalidArgumentError as error:
-            raise ValueError(f"cannot decode image {name!r}: {error.message}") from None
+            raise DataError(f"cannot decode image {name!r}: {error.message}") from None
         if image.shape[0] != size or image.shape[1] != size:
             side = min(image.shape[0], image.shape[1])
             image = tf.image.resize_with_crop_or_pad(image, side, side)
@@ -465,6 +870,98 @@ def decode_images(names, blobs, size=FACES_SIZE) -> np.ndarray:
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
         return np.stack(list(pool.map(decode, names, blobs)))
 
+
+def _check_image_size(name, width, height):
+    if width == 0 or height == 0:
+        raise DataError(f"image {name!r} has no pixels ({width}x{height})")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DataError(
+            f"image {name!r} is {width}x{height} pixels, over the limit of "
+            f"{MAX_IMAGE_PIXELS} (data.MAX_IMAGE_PIXELS, 4096x4096): decoded it would "
+            f"take {width * height * 3 / 2**20:,.0f} MiB, so it is refused as a "
+            "possible decompression bomb; resize it first"
+        )
+    side = min(width, height)
+    if max(width, height) > MAX_ASPECT_RATIO * side:
+        raise DataError(
+            f"image {name!r} is {width}x{height}: its longer side is over "
+            f"{MAX_ASPECT_RATIO} times its shorter one, so its square centre crop "
+            f"would keep only {side}x{side}; crop it closer to a square first"
+        )
+
+
+def _image_size(name, blob):
+    """(width, height) read from an image's header, without decoding its pixels."""
+    for signature, parse in _SIZE_PARSERS:
+        if blob.startswith(signature):
+            size = parse(blob)
+            if size is None:
+                raise DataError(
+                    f"cannot decode image {name!r}: its header is truncated or damaged"
+                )
+            return size
+    raise DataError(
+        f"cannot decode image {name!r}: it is not a JPEG, PNG, GIF or BMP file "
+        f"(it starts with {blob[:8]!r})"
+    )
+
+
+def _png_size(blob):
+    if len(blob) < 24 or blob[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", blob[16:24])
+
+
+def _gif_size(blob):
+    # The logical screen: every frame is decoded into a canvas of this size.
+    return struct.unpack("<HH", blob[6:10]) if len(blob) >= 10 else None
+
+
+def _bmp_size(blob):
+    if len(blob) < 26:
+        return None
+    if struct.unpack("<I", blob[14:18])[0] == 12:  # the old OS/2 header: 16-bit sides
+        return struct.unpack("<HH", blob[18:22])
+    width, height = struct.unpack("<ii", blob[18:26])
+    return abs(width), abs(height)  # a negative height means rows run top-down
+
+
+# Start-of-frame markers (baseline, progressive, lossless, ...), which carry the size;
+# 0xC4, 0xC8 and 0xCC share the range but are tables, not frames.
+_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(blob):
+    """Walk the marker segments after SOI up to the first frame header."""
+    position = 2
+    while position + 4 <= len(blob):
+        if blob[position] != 0xFF:
+            return None
+        marker = blob[position + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            position += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            position += 2
+        elif marker in _JPEG_FRAME_MARKERS:
+            if position + 9 > len(blob):
+                return None
+            height, width = struct.unpack(">HH", blob[position + 5 : position + 9])
+            return width, height
+        else:
+            position += 2 + int.from_bytes(blob[position + 2 : position + 4], "big")
+    return None
+
+
+_SIZE_PARSERS = (
+    (b"\x89PNG\r\n\x1a\n", _png_size),
+    (b"GIF87a", _gif_size),
+    (b"GIF89a", _gif_size),
+    (b"BM", _bmp_size),
+    (b"\xff\xd8", _jpeg_size),
+)
+
+
+# --- TFDS, when online ---------------------------------------------------------------
 
 _TFDS_NAMES = {"faces": "celeb_a", "mnist": "mnist", "fashion_mnist": "fashion_mnist"}
 

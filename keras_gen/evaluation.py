@@ -201,9 +201,10 @@ def _with_command(report):
 
 
 def _labels(dataset, split, data_source):
+    """The split's labels, or None where the source has none; bad labels are an error."""
     try:
         return data.load_labels(dataset, split, source=data_source)
-    except (data.DataSourceError, ValueError):
+    except data.DataSourceError:
         return None
 
 

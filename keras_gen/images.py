@@ -2,6 +2,8 @@
 
 import math
 import os
+import struct
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -34,7 +36,39 @@ def grid(images, columns: int | None = None, padding: int = 2) -> np.ndarray:
     return canvas
 
 
-def write_png(path: str | os.PathLike, images, columns: int | None = None) -> None:
-    """Write a grid of images in [0, 1] to a PNG file, atomically."""
-    with _files.atomic_path(path) as temporary:
-        temporary.write_bytes(tf.io.encode_png(grid(images, columns)).numpy())
+# A tEXt chunk right after the header marks a PNG as keras_gen's: a later write may
+# replace it, while a PNG of the user's at the same path is refused.
+_SIGNATURE = b"Software\0keras_gen"
+_PNG_HEADER_END = 33  # 8-byte PNG signature + the 25-byte IHDR chunk
+
+
+def _signed_png(png: bytes) -> bytes:
+    chunk = b"tEXt" + _SIGNATURE
+    text = (
+        struct.pack(">I", len(_SIGNATURE))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+    )
+    return png[:_PNG_HEADER_END] + text + png[_PNG_HEADER_END:]
+
+
+def png_signed(head: bytes) -> bool:
+    """Whether a PNG (its first bytes) was written by keras_gen."""
+    return (
+        head[_PNG_HEADER_END + 8 : _PNG_HEADER_END + 8 + len(_SIGNATURE)] == _SIGNATURE
+    )
+
+
+def write_png(
+    path: str | os.PathLike,
+    images,
+    columns: int | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Write a grid of images in [0, 1] to a PNG file, atomically.
+
+    An existing file is replaced only if keras_gen wrote it, or with `overwrite`.
+    """
+    png = tf.io.encode_png(grid(images, columns)).numpy()
+    with _files.atomic_path(path, png_signed, overwrite) as temporary:
+        temporary.write_bytes(_signed_png(png))

@@ -8,6 +8,8 @@ run (data order, binarization, latent noise) is a function of the seed and the
 step, so a resumed run takes exactly the steps the uninterrupted one would have.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -29,30 +31,42 @@ from keras_gen import images as images_module
 SAMPLE_SEED = 0
 
 
-class TrainingDiverged(RuntimeError):
-    """A loss or metric became NaN or infinite; the last good checkpoint is kept."""
+class TrainingError(RuntimeError):
+    """Training cannot go on: it diverged, or another run holds the output."""
+
+
+class TrainingDiverged(TrainingError):
+    """A loss, metric or weight became NaN or infinite; the last good checkpoint is kept."""
+
+
+class OutputLocked(TrainingError):
+    """Another live process is training into the same output."""
+
+
+class CheckpointMismatch(ValueError):
+    """The checkpoint beside the output belongs to a run with other settings."""
 
 
 class _TrainingState(keras.callbacks.Callback):
-    """Checkpoints the whole training state and stops at the first non-finite metric.
+    """Checkpoints the whole training state and stops at the first non-finite value.
 
     The weights file holds the networks and every optimizer's state, including its
     iteration count, which is the run's step: data order and noise follow from it.
     Each write goes to a temporary file renamed into place, so a crash mid-write
-    leaves the previous checkpoint intact.
+    leaves the previous checkpoint intact; weights that are not all finite are never
+    written, so the checkpoint kept after a divergence is a good one. `run.json`
+    holds the run's identity: a checkpoint is resumed only by the same run.
     """
 
     WEIGHTS = "state.weights.h5"
+    RUN = "run.json"
 
-    def __init__(self, folder: Path, every_steps: int, write: bool):
+    def __init__(self, folder: Path, every_steps: int, write: bool, identity: dict):
         super().__init__()
         self.folder, self.every_steps, self.write = folder, every_steps, write
-        progress = folder / "progress.json"
-        self.previous_wall_time = (
-            json.loads(progress.read_text())["wall_time_s"]
-            if progress.exists()
-            else 0.0
-        )
+        self.identity = identity
+        self.saved_step = None
+        self.previous_wall_time = 0.0
         self.start = time.monotonic()
         self.diverged = None
 
@@ -61,16 +75,49 @@ class _TrainingState(keras.callbacks.Callback):
         return self.previous_wall_time + time.monotonic() - self.start
 
     def restore(self, model: keras.Model) -> int:
-        """Load the last checkpoint into `model`, if there is one; return its step."""
-        if (self.folder / self.WEIGHTS).exists():
-            model.load_weights(self.folder / self.WEIGHTS)
-        return step(model)
+        """Load this run's last checkpoint into `model`, if there is one; return its step."""
+        if not self._check_identity():
+            return step(model)
+        progress = json.loads((self.folder / "progress.json").read_text())
+        self.previous_wall_time = progress["wall_time_s"]
+        model.load_weights(self.folder / self.WEIGHTS)
+        self.saved_step = step(model)
+        return self.saved_step
+
+    def _check_identity(self) -> bool:
+        """Whether a checkpoint of this run exists; refuse one of another run."""
+        if not self.folder.exists() and not self.folder.is_symlink():
+            return False
+        _files.claim_folder(self.folder)
+        run = self.folder / self.RUN
+        if not run.is_file():
+            raise CheckpointMismatch(
+                f"{self.folder} holds a checkpoint without {self.RUN} (an older "
+                "keras_gen's, or another run's); delete that folder to start afresh, "
+                "or choose another --output"
+            )
+        stored = json.loads(run.read_text())
+        differ = sorted(
+            key
+            for key in {*stored, *self.identity}
+            if stored.get(key) != self.identity.get(key)
+        )
+        if differ:
+            details = "; ".join(
+                f"{key}: checkpoint {stored.get(key)!r}, now {self.identity.get(key)!r}"
+                for key in differ
+            )
+            raise CheckpointMismatch(
+                f"{self.folder} holds the checkpoint of another run ({details}). "
+                "Run the same command as that run to resume it, choose another "
+                "--output, or delete that folder to start afresh."
+            )
+        return (self.folder / self.WEIGHTS).is_file()
 
     def on_train_batch_end(self, batch, logs=None):
         for name, value in (logs or {}).items():
             if not np.isfinite(float(value)):
-                self.diverged = (step(self.model), name, float(value))
-                self.model.stop_training = True
+                self._stop(name, float(value))
                 return
         if step(self.model) % self.every_steps == 0:
             self.save()
@@ -79,14 +126,76 @@ class _TrainingState(keras.callbacks.Callback):
         if self.diverged is None:
             self.save()
 
+    def _stop(self, name, value):
+        self.diverged = (step(self.model), name, value)
+        self.model.stop_training = True
+
     def save(self):
         if not self.write:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
+        bad = _non_finite_variable(self.model)
+        if bad is not None:
+            self._stop(*bad)
+            return
+        if not self.folder.exists():
+            self.folder.mkdir(parents=True)
+            _files.mark(self.folder)
+            _files.write_text(
+                self.folder / self.RUN, json.dumps(self.identity, indent=1)
+            )
         with _files.atomic_path(self.folder / self.WEIGHTS) as temporary:
             self.model.save_weights(temporary)
-        progress = {"step": step(self.model), "wall_time_s": self.wall_time_s}
+        self.saved_step = step(self.model)
+        progress = {"step": self.saved_step, "wall_time_s": self.wall_time_s}
         _files.write_text(self.folder / "progress.json", json.dumps(progress))
+
+
+def _non_finite_variable(model: keras.Model) -> tuple[str, float] | None:
+    """(name, a bad value) of the first weight or optimizer variable that is not finite."""
+    variables = [*model.weights]
+    for optimizer in optimizers(model).values():
+        variables += optimizer.variables
+    for variable in variables:
+        values = keras.ops.convert_to_numpy(variable)
+        if not np.all(np.isfinite(values)):
+            bad = values[~np.isfinite(values)].flat[0]
+            return f"the variable {variable.path}", float(bad)
+    return None
+
+
+@contextlib.contextmanager
+def exclusive(output: Path):
+    """Hold an exclusive lock on training into `output`, released even if the process dies.
+
+    The lock is `flock` on `OUTPUT.lock`, which holds the owner's process id: a
+    second run is refused at once, naming that process; the lock of a dead process
+    is free again.
+    """
+    path = output.with_name(output.name + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _files.claim_file(path, lambda head: head.strip().isdigit() or not head)
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(descriptor, 32).decode(errors="replace").strip() or "?"
+            os.close(descriptor)
+            raise OutputLocked(
+                f"{output} is being trained by process {holder} (it holds {path}); "
+                "wait for it to finish, or choose another --output"
+            ) from None
+        # Another run may have removed the file between our open and our lock.
+        if path.exists() and os.stat(path).st_ino == os.fstat(descriptor).st_ino:
+            break
+        os.close(descriptor)
+    try:
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(descriptor)
 
 
 class TensorBoard(keras.callbacks.Callback):
@@ -240,40 +349,29 @@ def train(
     mixed_precision: bool = False,
     command: str | None = None,
     verbose: int | str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Train `preset`'s recipe (overrides as given) and write a preset folder at `output`.
 
     `batch_size` is the global batch: under a strategy each replica takes its share.
+    `output` may be replaced only if keras_gen wrote it (or with `overwrite`); its
+    checkpoint beside it is resumed only by a run with the same settings, and one
+    run at a time may train into it.
     """
     recipe = zoo.card(preset)
     plan = recipe["training"]
-    epochs = epochs or plan["epochs"]
-    batch_size = batch_size or plan["batch_size"]
+    epochs = plan["epochs"] if epochs is None else epochs
+    batch_size = plan["batch_size"] if batch_size is None else batch_size
     seed = plan["seed"] if seed is None else seed
+    distribution = distribution or strategy()
+    _check_settings(epochs, steps_per_epoch, batch_size, seed, checkpoint_every)
+    _check_replicas(batch_size, distribution)
     output = Path(output)
+    _files.claim_folder(output, overwrite)
     command = command or _command(
         preset, output, epochs, steps_per_epoch, batch_size, data_source, seed
     )
-
-    keras.utils.set_random_seed(seed)
-    # What a trained preset adds to its recipe describes that training, not this one.
-    recipe = {
-        **{k: v for k, v in recipe.items() if k not in ("metrics", "figures")},
-        "model": {
-            **recipe["model"],
-            "config": {**recipe["model"]["config"], "seed": seed},
-        },
-    }
-    distribution = distribution or strategy()
-    policy = keras.mixed_precision.global_policy()
-    if mixed_precision:  # float16 compute for GPUs; variables and losses stay float32
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        with distribution.scope():
-            model = zoo.build(recipe)
-            model.compile_from_config(plan["compile"])
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
+    recipe = _run_recipe(recipe, seed)
     spec = recipe["data"]
     train_images = data.load_images(spec["dataset"], spec["split"], source=data_source)
     train_labels = (
@@ -282,39 +380,149 @@ def train(
         else None
     )
     steps_per_epoch = steps_per_epoch or len(train_images) // batch_size
-    total_steps = epochs * steps_per_epoch
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"batch size {batch_size} is larger than the {len(train_images)} "
+            f"training images of {spec['dataset']}; use a smaller batch"
+        )
+    settings = {
+        "preset": str(preset),
+        "model": recipe["model"],
+        "compile": plan["compile"],
+        "data": _data_identity(spec, train_images, train_labels),
+        "binarize": spec.get("binarize", False),
+        "seed": seed,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "replicas": distribution.num_replicas_in_sync,
+        "mixed_precision": mixed_precision,
+    }
     chief = is_chief(distribution)
+    with exclusive(output) if chief else contextlib.nullcontext():
+        model = _build(recipe, distribution, mixed_precision)
+        state = _TrainingState(
+            output.with_name(output.name + ".train-state"),
+            checkpoint_every,
+            write=chief,
+            identity=settings,
+        )
+        callbacks = [state]
+        if logdir is not None and chief:
+            callbacks.append(_tensorboard(logdir, settings, train_images, train_labels))
+        _fit(model, state, settings, train_images, train_labels, callbacks, verbose)
+        if not chief:
+            return output  # the chief measures and writes the preset
+        trained = _measure_and_write(
+            model, recipe, settings, state, command, data_source, output, overwrite
+        )
+        shutil.rmtree(state.folder, ignore_errors=True)
+    return trained
 
-    state_dir = output.with_name(output.name + ".train-state")
-    state = _TrainingState(state_dir, checkpoint_every, write=chief)
-    done = state.restore(model)
-    callbacks = [state]
-    if logdir is not None and chief:
-        hparams = {
-            "preset": str(preset),
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "seed": seed,
-            "replicas": distribution.num_replicas_in_sync,
-            **{
-                f"model.{k}": v
-                for k, v in recipe["model"]["config"].items()
-                if isinstance(v, (int, float, str, bool))
-            },
-        }
-        reference = next(
-            iter(
-                data.pipeline(
-                    train_images[:8],
-                    batch_size=8,
-                    shuffle=False,
-                    labels=None if train_labels is None else train_labels[:8],
-                )
+
+def _check_settings(epochs, steps_per_epoch, batch_size, seed, checkpoint_every):
+    """Refuse settings that cannot describe a run, naming the flag."""
+    for name, value in (
+        ("epochs", epochs),
+        ("steps_per_epoch", steps_per_epoch),
+        ("batch_size", batch_size),
+        ("checkpoint_every", checkpoint_every),
+    ):
+        if value is not None and (not _is_int(value) or value < 1):
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(
+                f"{name} ({flag}) must be a positive integer, got {value!r}"
+            )
+    if not _is_int(seed) or not 0 <= seed < 2**32:
+        raise ValueError(
+            f"seed (--seed) must be an integer from 0 to 2**32 - 1, got {seed!r}"
+        )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_replicas(batch_size, distribution):
+    replicas = distribution.num_replicas_in_sync
+    if batch_size % replicas:
+        raise ValueError(
+            f"batch size {batch_size} does not split across {replicas} replicas; "
+            f"use a multiple of {replicas}"
+        )
+
+
+def _run_recipe(recipe, seed):
+    """The card a run starts from: its recipe with the run's seed, no earlier results."""
+    return {
+        **{k: v for k, v in recipe.items() if k not in ("metrics", "figures")},
+        "model": {
+            **recipe["model"],
+            "config": {**recipe["model"]["config"], "seed": seed},
+        },
+    }
+
+
+def _data_identity(spec, images, labels):
+    """What a checkpoint's data was: dataset, split, size and a hash of the arrays."""
+    digest = hashlib.sha256(np.ascontiguousarray(images).data)
+    if labels is not None:
+        digest.update(np.ascontiguousarray(labels).data)
+    return {
+        "dataset": spec["dataset"],
+        "split": spec["split"],
+        "count": len(images),
+        "sha256": digest.hexdigest(),
+    }
+
+
+def _build(recipe, distribution, mixed_precision):
+    """The recipe's compiled model, created in the strategy's scope."""
+    keras.utils.set_random_seed(recipe["model"]["config"]["seed"])
+    policy = keras.mixed_precision.global_policy()
+    if mixed_precision:  # float16 compute for GPUs; variables and losses stay float32
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with distribution.scope():
+            model = zoo.build(recipe)
+            model.compile_from_config(recipe["training"]["compile"])
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    return model
+
+
+def _tensorboard(logdir, settings, train_images, train_labels):
+    hparams = {
+        **{
+            k: settings[k]
+            for k in ("preset", "epochs", "batch_size", "seed", "replicas")
+        },
+        **{
+            f"model.{k}": v
+            for k, v in settings["model"]["config"].items()
+            if isinstance(v, (int, float, str, bool))
+        },
+    }
+    reference = next(
+        iter(
+            data.pipeline(
+                train_images[:8],
+                batch_size=8,
+                shuffle=False,
+                labels=None if train_labels is None else train_labels[:8],
             )
         )
-        callbacks.append(TensorBoard(logdir, hparams, reference_images=reference))
+    )
+    return TensorBoard(logdir, hparams, reference_images=reference)
+
+
+def _fit(model, state, settings, train_images, train_labels, callbacks, verbose):
+    """Resume from the run's checkpoint, if any, and fit until the last step."""
+    steps_per_epoch = settings["steps_per_epoch"]
+    total_steps = settings["epochs"] * steps_per_epoch
+    done = state.restore(model)
     if done:
-        print(f"resuming at step {done} of {total_steps} from {state_dir}")
+        print(f"resuming at step {done} of {total_steps} from {state.folder}")
     if verbose is None:  # a progress bar in a terminal, one line per epoch in a log
         verbose = 1 if sys.stdout.isatty() else 2
     # A run interrupted mid-epoch first finishes that epoch, then runs the rest.
@@ -323,14 +531,14 @@ def train(
         model.fit(
             data.training_pipeline(
                 train_images,
-                batch_size=batch_size,
-                seed=seed,
+                batch_size=settings["batch_size"],
+                seed=settings["seed"],
                 start_step=done,
-                binarize=spec.get("binarize", False),
+                binarize=settings["binarize"],
                 labels=train_labels,
             ),
             initial_epoch=epoch,
-            epochs=epoch + 1 if into_epoch else epochs,
+            epochs=epoch + 1 if into_epoch else settings["epochs"],
             steps_per_epoch=steps_per_epoch - into_epoch,
             callbacks=callbacks,
             verbose=verbose,
@@ -342,47 +550,64 @@ def train(
     )
     print(f"final weights sha256 {digest.hexdigest()}")
     if state.diverged is not None:
-        at, name, value = state.diverged
-        raise TrainingDiverged(
-            f"training diverged at step {at}: {name} is {value}. The last good "
-            f"checkpoint is kept in {state_dir}; lower the learning rate or change "
-            "the seed, then run the same command to continue from it."
+        raise TrainingDiverged(_divergence_message(state))
+
+
+def _divergence_message(state):
+    at, name, value = state.diverged
+    if state.saved_step is None:
+        kept = (
+            "No checkpoint was written before it; lower the learning rate or "
+            "change the seed and train again."
         )
-    if not chief:
-        return output  # the chief measures and writes the preset
+    else:
+        kept = (
+            f"The last good checkpoint (step {state.saved_step}) is kept in "
+            f"{state.folder}; lower the learning rate or change the seed, then run "
+            "the same command to continue from it."
+        )
+    return f"training diverged at step {at}: {name} is {value}. {kept}"
+
+
+def _measure_and_write(
+    model, recipe, settings, state, command, data_source, output, overwrite
+):
+    """Measure a one-device copy of the trained model and write the preset folder.
+
+    A one-device copy's numbers do not depend on the strategy that trained it, and
+    no uneven last batch is split across replicas.
+    """
     history = model.history.history if getattr(model, "history", None) else {}
     final = {name: float(values[-1]) for name, values in history.items() if values}
     metrics = [
         {"name": f"train {name} (last epoch)", "value": value, "command": command}
         for name, value in final.items()
     ]
-    # Measure and write a one-device copy: its numbers do not depend on the strategy
-    # that trained it, and no uneven last batch is split across replicas.
     trained = zoo.build(recipe)
-    trained.compile_from_config(plan["compile"])
+    trained.compile_from_config(recipe["training"]["compile"])
     trained.set_weights(model.get_weights())
     metrics += evaluation.evaluate(
-        trained, spec, command, seed=seed, data_source=data_source
+        trained, recipe["data"], command, seed=settings["seed"], data_source=data_source
     )["metrics"]
-
     generative = hasattr(trained, "generate")
+    samples_command = (
+        {
+            "samples_command": f"keras-gen sample {_preset_argument(output)} -n 64 --seed {SAMPLE_SEED} -o samples.png"
+        }
+        if generative
+        else {}
+    )
     trained_card = {
         **recipe,
         "trained": {
             "command": command,
-            **(
-                {
-                    "samples_command": f"keras-gen sample {output.name} -n 64 --seed {SAMPLE_SEED} -o samples.png"
-                }
-                if generative
-                else {}
-            ),
-            "epochs": epochs,
-            "steps": total_steps,
-            "batch_size": batch_size,
-            "seed": seed,
-            "replicas": distribution.num_replicas_in_sync,
-            "mixed_precision": mixed_precision,
+            **samples_command,
+            "epochs": settings["epochs"],
+            "steps": settings["epochs"] * settings["steps_per_epoch"],
+            **{
+                k: settings[k]
+                for k in ("batch_size", "seed", "replicas", "mixed_precision")
+            },
             "wall_time_s": round(state.wall_time_s, 1),
             "hardware": evaluation.hardware(),
             "tensorflow": tf.__version__,
@@ -394,9 +619,18 @@ def train(
         "metrics": metrics,
     }
     samples = trained.generate(64, seed=SAMPLE_SEED) if generative else None
-    zoo.write(output, trained, trained_card, samples)
-    shutil.rmtree(state_dir, ignore_errors=True)
-    return output
+    return zoo.write(output, trained, trained_card, samples, overwrite)
+
+
+def _preset_argument(output: Path) -> str:
+    """How `keras-gen sample` names a preset folder: bare in the zoo, else its path."""
+    if output.resolve().parent == zoo.root().resolve():
+        return output.name
+    return (
+        str(output)
+        if output.is_absolute() or str(output).startswith(".")
+        else f"./{output}"
+    )
 
 
 def is_chief(distribution: tf.distribute.Strategy) -> bool:

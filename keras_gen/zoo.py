@@ -2,14 +2,27 @@
 
 A preset folder holds `card.json` (model class and config, data, training recipe,
 what training measured, sha256 of every weights file), `model.weights.h5`,
-`README.md` and `samples.png`. `load` accepts a preset name or such a folder.
+`README.md` and `samples.png`. `load` accepts a preset name or such a folder:
+
+- a bare name (a str with no path separator, not starting with "." or "~") is always
+  a shipped preset, so a folder of the same name in the working directory never
+  shadows it;
+- anything else (a `pathlib.Path`, "./name", "runs/name", "~/name") is a folder.
+
+Every card is checked against `CARD_SCHEMA` when read, and the files a preset holds
+must be regular files inside its folder: symlinks are refused, not resolved.
 """
 
 import builtins
 import difflib
+import inspect
 import json
 import os
+import re
+import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 
@@ -21,6 +34,271 @@ WEIGHTS = "model.weights.h5"
 
 class WeightsError(ValueError):
     """Weights that are missing or do not match the sha256 in their card."""
+
+
+class CardError(ValueError):
+    """A card.json that is not valid JSON, does not fit `CARD_SCHEMA`, or names a
+    model class or config that keras_gen cannot build."""
+
+
+# --- The card schema ----------------------------------------------------------------
+
+
+class Kind(NamedTuple):
+    """What a card value must be: `accepts` tests it; `description` follows "must be"."""
+
+    description: str
+    accepts: Callable[[object], bool]
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_file_name(value) -> bool:
+    """A plain name of a file in the preset folder: no path, so no way out of it."""
+    return (
+        isinstance(value, str)
+        and value not in ("", ".", "..")
+        and not any(character in value for character in "/\\\0")
+    )
+
+
+TEXT = Kind("a string", lambda value: isinstance(value, str))
+TEXT_OR_NULL = Kind("a string or null", lambda v: v is None or isinstance(v, str))
+FLAG = Kind("true or false", lambda value: isinstance(value, bool))
+INTEGER = Kind("an integer", _is_integer)
+POSITIVE_INTEGER = Kind("a positive integer", lambda v: _is_integer(v) and v > 0)
+NUMBER = Kind("a number", lambda v: _is_integer(v) or isinstance(v, float))
+OBJECT = Kind("a JSON object", lambda value: isinstance(value, dict))
+LIST = Kind("a list", lambda value: isinstance(value, builtins.list))
+SEQUENCE = Kind("a list", lambda v: isinstance(v, (builtins.list, tuple)))
+SHA256 = Kind(
+    "a sha256: 64 lowercase hex digits",
+    lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None,
+)
+FILE_NAME = Kind('a file name in the preset folder (no "/", not "..")', _is_file_name)
+
+REQUIRED, OPTIONAL = True, False
+
+# Every key a card may hold, whether it must be there (when its parent is), and what
+# it must be. "*" stands for any file name in the preset folder, "[]" for any item of
+# a list. An object whose keys are listed here is closed: an unknown key (a typo) is
+# refused. One whose keys are not (model.config, training.compile) is open: the model
+# class and Keras check those.
+CARD_SCHEMA: dict[str, tuple[bool, Kind]] = {
+    "name": (OPTIONAL, TEXT),
+    "description": (OPTIONAL, TEXT),
+    "usage": (OPTIONAL, TEXT),
+    "intended_use": (OPTIONAL, TEXT),
+    "limitations": (OPTIONAL, TEXT),
+    "model": (REQUIRED, OBJECT),
+    "model.class": (REQUIRED, TEXT),
+    "model.config": (REQUIRED, OBJECT),
+    "data": (REQUIRED, OBJECT),
+    "data.dataset": (REQUIRED, TEXT),
+    "data.split": (REQUIRED, TEXT),
+    "data.description": (REQUIRED, TEXT),
+    "data.terms": (REQUIRED, TEXT),
+    "data.labels": (OPTIONAL, FLAG),
+    "data.binarize": (OPTIONAL, FLAG),
+    "training": (REQUIRED, OBJECT),
+    "training.epochs": (REQUIRED, POSITIVE_INTEGER),
+    "training.batch_size": (REQUIRED, POSITIVE_INTEGER),
+    "training.seed": (REQUIRED, INTEGER),
+    "training.compile": (REQUIRED, OBJECT),
+    "trained": (OPTIONAL, OBJECT),
+    "trained.command": (REQUIRED, TEXT),
+    "trained.samples_command": (OPTIONAL, TEXT),
+    "trained.epochs": (REQUIRED, POSITIVE_INTEGER),
+    "trained.steps": (REQUIRED, INTEGER),
+    "trained.batch_size": (REQUIRED, POSITIVE_INTEGER),
+    "trained.seed": (REQUIRED, INTEGER),
+    "trained.replicas": (OPTIONAL, POSITIVE_INTEGER),
+    "trained.mixed_precision": (OPTIONAL, FLAG),
+    "trained.wall_time_s": (REQUIRED, NUMBER),
+    "trained.hardware": (REQUIRED, TEXT),
+    "trained.tensorflow": (REQUIRED, TEXT),
+    "trained.keras": (REQUIRED, TEXT),
+    "trained.keras_gen": (REQUIRED, TEXT),
+    "trained.keras_gen_commit": (OPTIONAL, TEXT_OR_NULL),
+    "trained.finished": (REQUIRED, TEXT),
+    "weights": (OPTIONAL, OBJECT),
+    "weights.*": (REQUIRED, OBJECT),
+    "weights.*.sha256": (REQUIRED, SHA256),
+    "weights.*.url": (REQUIRED, TEXT_OR_NULL),
+    "metrics": (OPTIONAL, LIST),
+    "metrics[]": (REQUIRED, OBJECT),
+    "metrics[].name": (REQUIRED, TEXT),
+    "metrics[].value": (REQUIRED, NUMBER),
+    "metrics[].command": (REQUIRED, TEXT),
+    "metrics[].samples": (OPTIONAL, POSITIVE_INTEGER),
+    "figures": (OPTIONAL, LIST),
+    "figures[]": (REQUIRED, OBJECT),
+    "figures[].file": (REQUIRED, FILE_NAME),
+    "figures[].caption": (REQUIRED, TEXT),
+    "figures[].command": (REQUIRED, TEXT),
+}
+
+
+def _split(pattern: str) -> tuple[str, str]:
+    """Parent and last key of a pattern: "metrics[].name" gives "metrics[]", "name"."""
+    if pattern.endswith("[]"):
+        return pattern[:-2], "[]"
+    parent, _, key = pattern.rpartition(".")
+    return parent, key
+
+
+_CHILDREN: dict[str, dict[str, str]] = {}
+for _pattern in CARD_SCHEMA:
+    _parent, _key = _split(_pattern)
+    _CHILDREN.setdefault(_parent, {})[_key] = _pattern
+
+
+def _show(value) -> str:
+    shown = json.dumps(value, default=str)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def _check(value, pattern: str, where: str, source) -> None:
+    """Check `value` (at schema `pattern`, shown as `where`) and everything inside it."""
+    kind = CARD_SCHEMA[pattern][1] if pattern else OBJECT
+    if not kind.accepts(value):
+        raise CardError(
+            f"{source}: {where or 'the card'} must be {kind.description}, "
+            f"got {_show(value)}"
+        )
+    children = _CHILDREN.get(pattern, {})
+    if "[]" in children:
+        for index, item in enumerate(value):
+            _check(item, children["[]"], f"{where}[{index}]", source)
+    elif "*" in children:
+        for name, item in value.items():
+            if not _is_file_name(name):
+                raise CardError(
+                    f"{source}: {where} names {name!r}, which is not a plain file "
+                    "name: a card names files inside its own folder only."
+                )
+            _check(item, children["*"], f"{where}[{json.dumps(name)}]", source)
+    elif children:
+        _check_keys(value, children, where, source)
+
+
+def _check_keys(value: dict, children: dict[str, str], where: str, source) -> None:
+    """A closed object: no unknown key, every required key, each one checked."""
+
+    def at(key):
+        return f"{where}.{key}" if where else key
+
+    for key in value:
+        if key not in children:
+            close = difflib.get_close_matches(key, children, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise CardError(
+                f"{source}: unknown key {at(key)}.{hint} Keys allowed here: "
+                f"{', '.join(children)}; fix or remove it."
+            )
+    for key, pattern in children.items():
+        if key in value:
+            _check(value[key], pattern, at(key), source)
+        elif CARD_SCHEMA[pattern][0] is REQUIRED:
+            raise CardError(
+                f"{source}: {at(key)} is missing; add it "
+                f"({CARD_SCHEMA[pattern][1].description})."
+            )
+
+
+# --- Model classes and their configs ------------------------------------------------
+
+# Taken by keras.Model itself, so a config may hold them besides the constructor's own.
+_KERAS_ARGUMENTS = ("name", "trainable", "dtype")
+
+
+def _model_class(model_spec: dict, source) -> type:
+    """The keras_gen model class a card's model.class names."""
+    name = model_spec["class"]
+    if name not in models.__all__:
+        close = difflib.get_close_matches(name, models.__all__, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise CardError(
+            f"{source}: model.class {name!r} is an unknown model class.{hint} "
+            f"Known classes: {', '.join(models.__all__)}."
+        )
+    return getattr(models, name)
+
+
+def _like_default(default) -> Kind | None:
+    """What a value given for a constructor argument with this default must be."""
+    for types, kind in (
+        (bool, FLAG),
+        (int, INTEGER),
+        (float, NUMBER),
+        (str, TEXT),
+        ((tuple, builtins.list), SEQUENCE),
+        (dict, OBJECT),
+    ):
+        if isinstance(default, types):
+            return kind
+    return None
+
+
+def _config_problem(cls: type, config: dict) -> str | None:
+    """The first key of model.config that `cls` cannot take, described; None if all fit.
+
+    Keras reports these as a TypeError about reviving a model that names no key;
+    checking against the constructor's signature and defaults names it.
+    """
+    parameters = {
+        p.name: p
+        for p in builtins.list(inspect.signature(cls.__init__).parameters.values())[1:]
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+    for key, value in config.items():
+        if key in _KERAS_ARGUMENTS:
+            continue
+        if key not in parameters:
+            close = difflib.get_close_matches(key, parameters, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return (
+                f"model.config.{key} is not an argument of {cls.__name__}{hint}; "
+                f"its arguments: {', '.join(parameters)}"
+            )
+        default = parameters[key].default
+        kind = _like_default(default)
+        if kind is not None and not kind.accepts(value):
+            return (
+                f"model.config.{key} must be {kind.description} like its default "
+                f"{_show(default)}, got {_show(value)}"
+            )
+    for key, parameter in parameters.items():
+        if parameter.default is parameter.empty and key not in config:
+            return (
+                f"model.config.{key} is missing: {cls.__name__} has no default for it"
+            )
+    return None
+
+
+def _check_model(model_spec: dict, source) -> type:
+    """The class of a schema-checked model block, after checking its config fits it."""
+    cls = _model_class(model_spec, source)
+    problem = _config_problem(cls, model_spec["config"])
+    if problem is not None:
+        raise CardError(f"{source}: {problem}.")
+    return cls
+
+
+def validate(preset_card: dict, source: str | os.PathLike = "the card") -> dict:
+    """Check a card against `CARD_SCHEMA` and its model class; return it unchanged.
+
+    The error names `source` (the card's file) and the key path, so a broken card is
+    refused where it is read, not later as a KeyError deep inside training or export.
+    """
+    _check(preset_card, "", "", source)
+    _check_model(preset_card["model"], source)
+    return preset_card
+
+
+# --- Names, folders and files -------------------------------------------------------
 
 
 def root() -> Path:
@@ -38,52 +316,169 @@ def list() -> builtins.list[str]:
     return sorted(folder.name for folder in base.iterdir() if (folder / CARD).is_file())
 
 
-def path(name_or_path: str | os.PathLike) -> Path:
-    """The folder of a preset given by name or by path."""
-    candidate = Path(name_or_path)
-    if (candidate / CARD).is_file():
-        return candidate
-    name = str(name_or_path)
-    presets = list()
-    if name in presets:
-        return root() / name
-    if candidate.exists() or os.sep in name:
-        raise ValueError(f"{name} is not a preset folder: it has no {CARD}")
-    close = difflib.get_close_matches(name, presets, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(
-        f"unknown preset {name!r}.{hint} Presets: {', '.join(presets) or '(none)'}; "
-        "or pass the path of a preset folder written by `keras-gen train --output`."
+def _is_bare_name(name_or_path: str | os.PathLike) -> bool:
+    """Whether this names a shipped preset rather than a folder (see the module doc)."""
+    if not isinstance(name_or_path, str):
+        return False
+    separators = {"/", os.sep, os.altsep} - {None}
+    return not any(separator in name_or_path for separator in separators) and not (
+        name_or_path.startswith((".", "~"))
     )
 
 
+def path(name_or_path: str | os.PathLike) -> Path:
+    """The folder of a preset: a bare name is a shipped preset, anything else a folder.
+
+    A bare name is a str with no path separator that starts with neither "." nor "~";
+    a `Path`, or a str such as "./name" or "runs/name", is a folder. So a folder in
+    the working directory never shadows a shipped preset of the same name.
+    """
+    if _is_bare_name(name_or_path):
+        return _shipped(name_or_path)
+    return _preset_folder(Path(name_or_path).expanduser())
+
+
+def _shipped(name: str) -> Path:
+    presets = list()
+    if name in presets:
+        return root() / name
+    hint = ""
+    if name and Path(name).is_dir():
+        hint = f" A folder {name} is here: did you mean ./{name}?"
+    close = difflib.get_close_matches(name, presets, n=1)
+    if close:
+        hint += f" Did you mean {close[0]!r}?"
+    raise ValueError(
+        f"unknown preset {name!r}.{hint} Presets: {', '.join(presets) or '(none)'}; "
+        "or pass the path of a preset folder written by `keras-gen train --output`, "
+        "such as ./NAME."
+    )
+
+
+def _preset_folder(folder: Path) -> Path:
+    if not os.path.lexists(folder):
+        hint = (
+            f" To use the shipped preset, pass its bare name {folder.name!r}."
+            if folder.name in list()
+            else ""
+        )
+        raise ValueError(f"no preset folder at {folder}: it does not exist.{hint}")
+    if not folder.is_dir():
+        raise ValueError(
+            f"{folder} is not a preset folder: it is not a folder. "
+            f"Pass a folder holding a {CARD}."
+        )
+    if not os.path.lexists(folder / CARD):
+        raise ValueError(
+            f"{folder} is not a preset folder: it has no {CARD}. Pass the path of a "
+            "preset folder written by `keras-gen train --output`."
+        )
+    _require_regular_file(folder / CARD, CardError)
+    return folder
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _require_regular_file(file: Path, error: type[ValueError]) -> None:
+    """Refuse a preset file that is a symlink or not a regular file, before reading it.
+
+    Reading follows the bytes: a FIFO blocks forever and /dev/zero never ends, so the
+    sha256 check would hang. A symlink could make a card vouch for a file outside its
+    folder; a preset folder holds its files itself, so links are refused, not resolved.
+    """
+    mode = os.lstat(file).st_mode
+    if stat.S_ISLNK(mode):
+        raise error(
+            f"refusing {file}: it is a symlink (to {os.readlink(file)}). A preset "
+            "folder holds its own files: replace the link with a copy of the file."
+        )
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "special")
+        raise error(
+            f"refusing {file}: it is {kind}, not a regular file. Put the real file "
+            "there (copy the preset again or re-train it)."
+        )
+
+
+def _read_json(file: Path):
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise CardError(
+            f"{file} is not UTF-8 text (byte {error.start}); a card is a JSON file."
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CardError(
+            f"{file}: invalid JSON at line {error.lineno}, column {error.colno}: "
+            f"{error.msg}. Fix the card there."
+        ) from None
+
+
 def card(name_or_path: str | os.PathLike) -> dict:
-    """The parsed card.json of a preset."""
-    with open(path(name_or_path) / CARD) as file:
-        return json.load(file)
+    """The parsed card.json of a preset, checked against `CARD_SCHEMA`."""
+    file = path(name_or_path) / CARD
+    return validate(_read_json(file), file)
 
 
-def build(card: dict) -> keras.Model:
-    """A fresh, untrained model from the class and config a card names."""
-    spec = card["model"]
-    cls = getattr(models, spec["class"], None)
-    if cls is None:
-        raise ValueError(f"card names unknown model class {spec['class']!r}")
-    return cls.from_config(spec["config"])
+# --- Building and loading -----------------------------------------------------------
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def build(card: dict, source: str | os.PathLike = "the card") -> keras.Model:
+    """A fresh, untrained model from the class and config a card names.
+
+    Only the card's model block is checked here, so a partial card (a recipe being
+    written) builds; `source` names the card in errors.
+    """
+    if not isinstance(card, dict) or "model" not in card:
+        raise CardError(f"{source}: model is missing; add it ({OBJECT.description}).")
+    _check(card["model"], "model", "model", source)
+    cls = _check_model(card["model"], source)
+    try:
+        return cls.from_config(card["model"]["config"])
+    except (TypeError, ValueError) as error:
+        raise CardError(
+            f"{source}: {cls.__name__} refuses model.config: {_one_line(error)}"
+        ) from error
+
+
+def _compile(model: keras.Model, preset_card: dict, source) -> None:
+    try:
+        model.compile_from_config(preset_card["training"]["compile"])
+    except (TypeError, ValueError, KeyError) as error:
+        raise CardError(
+            f"{source}: {type(model).__name__} refuses training.compile: "
+            f"{_one_line(error)}"
+        ) from error
 
 
 def load(name_or_path: str | os.PathLike, weights: bool = True) -> keras.Model:
     """The preset's model, with its verified trained weights unless weights=False.
 
     It comes compiled with the optimizers of the preset's recipe, ready to
-    `evaluate` or to fine-tune with `fit`.
+    `evaluate` or to fine-tune with `fit`. The weights are verified before the model
+    is built, so a bad file is refused before any slow work.
     """
     folder = path(name_or_path)
+    source = folder / CARD
     preset_card = card(folder)
-    model = build(preset_card)
-    if weights:
-        model.load_weights(weights_file(folder, preset_card))
-    model.compile_from_config(preset_card["training"]["compile"])
+    file = weights_file(folder, preset_card) if weights else None
+    model = build(preset_card, source)
+    if file is not None:
+        model.load_weights(file)
+    _compile(model, preset_card, source)
     return model
 
 
@@ -95,19 +490,9 @@ def weights_file(folder: Path, preset_card: dict) -> Path:
             f"preset {folder.name!r} has no trained weights yet (no {WEIGHTS} in its card)"
         )
     file = folder / WEIGHTS
-    if not file.exists():
-        if not entry.get("url"):
-            raise WeightsError(
-                f"{file} is missing and the card gives no URL to fetch it from"
-            )
-        file = Path(
-            keras.utils.get_file(
-                f"keras_gen-{folder.name}-{entry['sha256'][:12]}.weights.h5",
-                entry["url"],
-                file_hash=entry["sha256"],
-                hash_algorithm="sha256",
-            )
-        )
+    if not os.path.lexists(file):
+        file = _fetch(folder, file, entry)
+    _require_regular_file(file, WeightsError)
     found = _files.sha256(file)
     if found != entry["sha256"]:
         raise WeightsError(
@@ -117,12 +502,35 @@ def weights_file(folder: Path, preset_card: dict) -> Path:
     return file
 
 
+def _fetch(folder: Path, file: Path, entry: dict) -> Path:
+    """Download missing weights from the card's URL into the Keras cache."""
+    if not entry.get("url"):
+        raise WeightsError(
+            f"{file} is missing and the card gives no URL to fetch it from"
+        )
+    return Path(
+        keras.utils.get_file(
+            f"keras_gen-{folder.name}-{entry['sha256'][:12]}.weights.h5",
+            entry["url"],
+            file_hash=entry["sha256"],
+            hash_algorithm="sha256",
+        )
+    )
+
+
 def write(
-    folder: str | os.PathLike, model: keras.Model, preset_card: dict, samples
+    folder: str | os.PathLike,
+    model: keras.Model,
+    preset_card: dict,
+    samples,
+    overwrite: bool = False,
 ) -> Path:
-    """Write a complete preset folder atomically: it appears whole or not at all."""
+    """Write a complete preset folder atomically: it appears whole or not at all.
+
+    An existing folder is replaced only if keras_gen wrote it, or with `overwrite`.
+    """
     folder = Path(folder)
-    with _files.atomic_directory(folder) as staging:
+    with _files.atomic_directory(folder, overwrite) as staging:
         weights = staging / WEIGHTS
         # A fresh copy of the model carries no optimizer state: the zoo keeps weights only.
         clean = build(preset_card)
@@ -157,13 +565,16 @@ def record_metrics(
 ) -> None:
     """Put measured metrics into a preset's card, each naming the command that measured it.
 
-    A metric of the same name is replaced; the weights are not touched.
+    A metric of the same name is replaced; the weights are not touched. The new card
+    is checked before it is written, so a bad metric never lands in a card.
     """
     preset_card = card(name_or_path)
     metrics = [{**metric, "command": command} for metric in metrics]
     names = {metric["name"] for metric in metrics}
     kept = [m for m in preset_card.get("metrics", []) if m["name"] not in names]
-    update_card(name_or_path, {**preset_card, "metrics": kept + metrics})
+    updated = {**preset_card, "metrics": kept + metrics}
+    validate(updated, path(name_or_path) / CARD)
+    update_card(name_or_path, updated)
 
 
 def model_card(preset_card: dict) -> str:

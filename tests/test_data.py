@@ -1,5 +1,6 @@
 import gzip
 import io
+import os
 import struct
 import tarfile
 
@@ -188,3 +189,449 @@ def test_tfds_fallback_crops_celeb_a_the_dcgan_way(monkeypatch):
     assert faces.shape == (3, 64, 64, 3) and faces.dtype == np.uint8
     # Rows 20..197 survive the centre crop: the top row now reads about 20, the bottom about 197.
     assert 18 <= faces[0, 0, 0, 0] <= 24 and 193 <= faces[0, -1, 0, 0] <= 199
+
+
+# --- Faces labels: matched by member and column name, every row checked ------------
+
+HEADER = "member\tage\tgender\tsplit"
+
+
+def write_faces(folder, table, members=5, name="faces.tar"):
+    """A tar of `members` 64x64 JPEGs (images/00000i.jpg) and its labels file `table`."""
+    path = folder / name
+    with tarfile.open(path, "w") as archive:
+        for i in range(members):
+            add(archive, f"images/{i:06d}.jpg", jpeg(i))
+    if table is not None:
+        path.with_name(path.stem + "_labels.tsv").write_text(table)
+    return path
+
+
+def rows(*lines, header=HEADER):
+    return "\n".join([header, *lines]) + "\n"
+
+
+# Five members, distinct (age group, gender): train 0, 2, 4 and test 1, 3.
+GOOD_ROWS = (
+    "images/000000.jpg\t5\tfemale\ttrain",
+    "images/000001.jpg\t20\tmale\ttest",
+    "images/000002.jpg\t40\tmale\ttrain",
+    "images/000003.jpg\t50\tfemale\ttest",
+    "images/000004.jpg\t70\tfemale\ttrain",
+)
+
+
+def test_labels_are_looked_up_by_member_whatever_the_row_order(tmp_path):
+    path = write_faces(tmp_path, rows(*reversed(GOOD_ROWS)))
+    labels = data.load_labels("faces", "train", source=path)
+    np.testing.assert_array_equal(labels, [[0, 0], [2, 1], [4, 0]])
+    images = data.load_images("faces", "train", source=path)
+    np.testing.assert_array_equal(images[1], tf.io.decode_jpeg(jpeg(2)).numpy())
+    np.testing.assert_array_equal(
+        data.load_labels("faces", "test", source=path), [[1, 1], [3, 0]]
+    )
+
+
+def test_labels_columns_are_found_by_name(tmp_path):
+    """The same table with its columns in another order gives the same labels."""
+    swapped = []
+    for line in GOOD_ROWS:
+        member, age, gender, split = line.split("\t")
+        swapped.append(f"{split}\t{gender}\t{member}\t{age}")
+    reordered = write_faces(
+        tmp_path, rows(*swapped, header="split\tgender\tmember\tage"), name="b.tar"
+    )
+    plain = write_faces(tmp_path, rows(*GOOD_ROWS), name="a.tar")
+    for split in data.SPLITS:
+        np.testing.assert_array_equal(
+            data.load_labels("faces", split, source=reordered),
+            data.load_labels("faces", split, source=plain),
+        )
+
+
+@pytest.mark.parametrize(
+    "table, match",
+    [
+        (rows(*GOOD_ROWS, GOOD_ROWS[2]), "line 7: member 'images/000002.jpg' again"),
+        (rows(*GOOD_ROWS[:2], "images/000002.jpg\t40\tmale", *GOOD_ROWS[3:]), "line 4: 3 fields"),
+        (rows(*GOOD_ROWS[:4], "images/000004.jpg\t70\tfemale\tvalid"), "line 6: split 'valid'"),
+        (rows("images/000000.jpg\tfive\tfemale\ttrain", *GOOD_ROWS[1:]), "line 2: age 'five'"),
+        (rows(GOOD_ROWS[0], "images/000001.jpg\t-3\tmale\ttest", *GOOD_ROWS[2:]), "line 3: age '-3'"),
+        (rows(*GOOD_ROWS[:4], "images/000004.jpg\t250\tfemale\ttrain"), "line 6: age '250'"),
+        (rows(*GOOD_ROWS[:2], "images/000002.jpg\t40\tM\ttrain", *GOOD_ROWS[3:]), "line 4: gender 'M'"),
+        (rows("images/000000.jpg\tfemale\t5\ttrain", *GOOD_ROWS[1:]), "line 2: age 'female'"),
+        (rows(*GOOD_ROWS, "images/000009.jpg\t9\tmale\ttrain"), "line 7: member 'images/000009.jpg' is not in"),
+        (rows(*GOOD_ROWS[:4]), "1 images with no row in"),
+        (rows(*GOOD_ROWS, header="member\tage\tgender"), "lacks the column split"),
+        (rows(*GOOD_ROWS, header="member\tage\tage\tsplit"), "'age' appears twice"),
+        (rows(*GOOD_ROWS[:1], "", "\t20\tmale\ttest", *GOOD_ROWS[2:]), "line 4: the member name is empty"),
+    ],
+)  # fmt: skip
+def test_bad_labels_file_is_refused_naming_line_and_value(tmp_path, table, match):
+    path = write_faces(tmp_path, table)
+    with pytest.raises(data.DataError, match=match) as error:
+        data.load_labels("faces", "train", source=path)
+    assert "faces_labels.tsv" in str(error.value) or "faces.tar" in str(error.value)
+    with pytest.raises(data.DataError, match=match):
+        data.load_images("faces", "train", source=path)
+
+
+def test_split_only_table_gives_images_but_no_labels(tmp_path):
+    table = rows(
+        *(f"images/{i:06d}.jpg\t{s}" for i, s in enumerate(data.SPLITS * 2)),
+        header="member\tsplit",
+    )
+    path = write_faces(tmp_path, table, members=4)
+    assert data.load_images("faces", "test", source=path).shape == (2, 64, 64, 3)
+    with pytest.raises(data.DataError, match="line 1: no column age or gender"):
+        data.load_labels("faces", "train", source=path)
+
+
+def test_table_with_no_rows_in_a_split_is_a_missing_source(tmp_path):
+    path = write_faces(tmp_path, rows(GOOD_ROWS[0]), members=1)
+    with pytest.raises(data.DataSourceError, match="no images for split 'test'"):
+        data.load_images("faces", "test", source=path)
+
+
+def test_labels_file_with_a_byte_order_mark_is_read(tmp_path):
+    path = write_faces(tmp_path, None)
+    (tmp_path / "faces_labels.tsv").write_text(rows(*GOOD_ROWS), encoding="utf-8-sig")
+    assert data.load_labels("faces", "test", source=path).shape == (2, 2)
+
+
+def test_labels_file_that_is_not_utf8_is_refused(tmp_path):
+    path = write_faces(tmp_path, None)
+    (tmp_path / "faces_labels.tsv").write_bytes(b"member\tsplit\n\xff\xfe\ttrain\n")
+    with pytest.raises(data.DataError, match="not a readable UTF-8"):
+        data.load_images("faces", source=path)
+
+
+# --- Faces sources: tars, folders, and what is not one -----------------------------
+
+
+def test_random_bytes_as_faces_source_is_not_a_tar(tmp_path):
+    path = tmp_path / "faces.tar"
+    path.write_bytes(np.random.default_rng(0).bytes(3000))
+    with pytest.raises(data.DataError, match="faces.tar is not a tar archive"):
+        data.load_images("faces", source=path)
+
+
+@pytest.mark.parametrize("members", [[], [("notes.txt", b"no faces here")]])
+def test_tar_without_images_is_refused(tmp_path, members):
+    path = tmp_path / "faces.tar"
+    with tarfile.open(path, "w") as archive:
+        for name, payload in members:
+            add(archive, name, payload)
+    with pytest.raises(data.DataError, match="holds no images"):
+        data.load_images("faces", source=path)
+
+
+def test_source_that_is_neither_file_nor_folder_is_refused(tmp_path):
+    os.mkfifo(tmp_path / "faces.tar")
+    with pytest.raises(data.DataError, match="neither a file nor a folder"):
+        data.load_images("faces", source=tmp_path / "faces.tar")
+
+
+def test_folder_labels_table_is_labels_tsv(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg(0))
+    (tmp_path / "b.jpg").write_bytes(jpeg(1))
+    (tmp_path / "labels.tsv").write_text(rows("a.jpg\t30\tmale\ttrain"))
+    with pytest.raises(data.DataError, match="no row in .*labels.tsv, such as 'b.jpg'"):
+        data.load_images("faces", source=tmp_path)
+
+
+# --- Image files: sized from the header before decoding ----------------------------
+
+
+def png_header(width, height):
+    """The first bytes of a PNG: enough to be sized, never decoded."""
+    ihdr = struct.pack(">II", width, height) + b"\x08\x02\0\0\0"
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + b"\0" * 4
+
+
+def bmp(width, height):
+    """A real 24-bit BMP, which TF decodes; rows padded to 4 bytes."""
+    row = (width * 3 + 3) // 4 * 4
+    info = struct.pack(
+        "<IiiHHIIiiII", 40, width, height, 1, 24, 0, row * height, 0, 0, 0, 0
+    )
+    head = b"BM" + struct.pack("<IHHI", 54 + row * height, 0, 0, 54)
+    return head + info + b"\x80" * row * height
+
+
+def with_jpeg_size(blob, width, height):
+    """A JPEG whose frame header (SOF0) claims another size."""
+    at = blob.index(b"\xff\xc0")
+    return blob[: at + 5] + struct.pack(">HH", height, width) + blob[at + 9 :]
+
+
+@pytest.mark.parametrize(
+    "blob, size",
+    [
+        (png_header(640, 480), (640, 480)),
+        (b"GIF89a" + struct.pack("<HH", 300, 200) + b"\0" * 10, (300, 200)),
+        (bmp(8, 4), (8, 4)),
+        (jpeg(0, size=32), (32, 32)),
+        (with_jpeg_size(jpeg(0), 120, 90), (120, 90)),
+    ],
+)
+def test_image_size_comes_from_the_header(blob, size):
+    assert data._image_size("x", blob) == size
+
+
+def test_progressive_jpeg_is_sized_too():
+    pixels = np.zeros((48, 40, 3), np.uint8)
+    blob = tf.io.encode_jpeg(pixels, progressive=True).numpy()
+    assert data._image_size("x", blob) == (40, 48)
+
+
+@pytest.mark.parametrize(
+    "blob, match",
+    [
+        (png_header(20000, 20000), "20000x20000 pixels, over the limit of 16777216"),
+        (with_jpeg_size(jpeg(0), 5000, 4000), "5000x4000 pixels, over the limit"),
+        (b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\0" * 10, "65535x65535"),
+        (bmp(1, 5), "1x5: its longer side is over 4 times"),
+        (png_header(5000, 1), "5000x1: its longer side"),
+        (png_header(0, 10), "has no pixels"),
+        (b"RIFF\0\0\0\0WEBPVP8 ", "not a JPEG, PNG, GIF or BMP"),
+        (png_header(64, 64)[:20], "header is truncated or damaged"),
+        (jpeg(1)[:50], "header is truncated or damaged"),
+    ],
+)
+def test_bombs_and_slivers_are_refused_before_decoding(blob, match):
+    with pytest.raises(data.DataError, match=match):
+        data.decode_images(["images/x.png"], [blob])
+
+
+def test_bmp_decodes_and_bad_image_names_the_tar(tmp_path):
+    assert data.decode_images(["a.bmp"], [bmp(8, 4)]).shape == (1, 64, 64, 3)
+    path = tmp_path / "faces.tar"
+    with tarfile.open(path, "w") as archive:
+        add(archive, "images/good.jpg", jpeg(0))
+        add(archive, "images/huge.png", png_header(20000, 20000))
+    with pytest.raises(data.DataError, match=r"faces.tar: image 'images/huge.png'"):
+        data.load_images("faces", source=path)
+
+
+# --- Arrays (.npz) ------------------------------------------------------------------
+
+
+def write_npz(path, **overrides):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+        "y_train": np.array([0, 1, 2, 9], np.uint8),
+        "x_test": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+        "y_test": np.array([3, 4, 5], np.int64),
+        **overrides,
+    }
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+def test_good_npz_loads_images_and_labels(tmp_path):
+    path = write_npz(tmp_path / "mnist.npz")
+    assert data.load_images("mnist", "train", source=path).shape == (4, 28, 28, 1)
+    labels = data.load_labels("mnist", "test", source=path)
+    assert labels.dtype == np.int32
+    np.testing.assert_array_equal(labels, [[3], [4], [5]])
+
+
+@pytest.mark.parametrize(
+    "x_train, match",
+    [
+        (np.full((4, 28, 28), 0.5, np.float32), r"\(x \* 255\).round\(\).astype\('uint8'\)"),
+        (np.full((4, 28, 28), 200, np.int64), r"fit 0..255, so convert with x.astype"),
+        (np.full((4, 28, 28), 300.0), r"values lie in \[300, 300\]"),
+        (np.full((4, 28, 28), np.nan, np.float32), "NaN"),
+        (np.zeros(4 * 28 * 28, np.uint8), r"shape \(3136,\)"),
+        (np.zeros((4, 32, 32), np.uint8), r"shape \(4, 32, 32, 1\); mnist images must be"),
+        (np.zeros((4, 28, 28, 3), np.uint8), r"shape \(4, 28, 28, 3\)"),
+        (np.zeros((0, 28, 28), np.uint8), "holds no images"),
+    ],
+)  # fmt: skip
+def test_bad_npz_images_are_refused(tmp_path, x_train, match):
+    path = write_npz(tmp_path / "mnist.npz", x_train=x_train)
+    with pytest.raises(data.DataError, match=match) as error:
+        data.load_images("mnist", "train", source=path)
+    assert "mnist.npz: x_train" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "y_train, match",
+    [
+        (np.array([[0], [1], [2], [3]]), r"shape \(4, 1\); labels must be 1-D"),
+        (np.array([0.0, 1, 2, 3]), "float64; labels must be integer"),
+        (np.array([0, 1, 2], np.uint8), "3 labels for 4 images"),
+        (np.array([0, 1, 2, 10]), "labels from 0 to 10; mnist has 10 classes"),
+        (np.array([-1, 1, 2, 3]), "labels from -1 to 3"),
+    ],
+)
+def test_bad_npz_labels_are_refused(tmp_path, y_train, match):
+    path = write_npz(tmp_path / "mnist.npz", y_train=y_train)
+    with pytest.raises(data.DataError, match=match):
+        data.load_labels("mnist", "train", source=path)
+
+
+def test_unreadable_npz_is_refused(tmp_path):
+    (tmp_path / "noise.npz").write_bytes(np.random.default_rng(0).bytes(500))
+    with pytest.raises(data.DataError, match="noise.npz is not a readable .npz"):
+        data.load_images("mnist", source=tmp_path / "noise.npz")
+    np.save(tmp_path / "one.npy", np.zeros((2, 28, 28), np.uint8))
+    with pytest.raises(data.DataError, match="single array"):
+        data.load_images("mnist", source=tmp_path / "one.npy")
+    path = write_npz(tmp_path / "partial.npz", x_test=None)
+    with pytest.raises(data.DataError, match="has no array 'x_test'"):
+        data.load_labels("mnist", "test", source=path)
+
+
+# --- IDX files (fashion_mnist) -------------------------------------------------------
+
+
+def write_fashion(folder, images=None, labels=None):
+    images = np.zeros((5, 28, 28), np.uint8) if images is None else images
+    labels = np.arange(5, dtype=np.uint8) if labels is None else labels
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
+    return folder
+
+
+def test_fashion_labels_load(tmp_path):
+    write_fashion(tmp_path, labels=np.array([9, 0, 1, 2, 3], np.uint8))
+    labels = data.load_labels("fashion_mnist", "test", source=tmp_path)
+    np.testing.assert_array_equal(labels[:, 0], [9, 0, 1, 2, 3])
+
+
+@pytest.mark.parametrize(
+    "images, labels, match",
+    [
+        (np.zeros((5, 27, 28), np.uint8), None, r"shape \(5, 27, 28, 1\)"),
+        (
+            np.zeros((5, 28 * 28), np.uint8),
+            None,
+            "images, \\(N, height, width\\) belong",
+        ),
+        (None, np.zeros((4,), np.uint8), "holds 5 images but .* 4 labels"),
+        (None, np.zeros((5, 1), np.uint8), "labels, \\(N,\\) belong"),
+    ],
+)
+def test_bad_idx_images_are_refused(tmp_path, images, labels, match):
+    write_fashion(tmp_path, images, labels)
+    with pytest.raises(data.DataError, match=match):
+        data.load_images("fashion_mnist", "test", source=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        (np.array([0, 1, 2, 3, 10], np.uint8), "labels from 0 to 10"),
+        (np.zeros(6, np.uint8), "6 labels for 5 images"),
+        (np.zeros((5, 28, 28), np.uint8), "swapped"),
+    ],
+)
+def test_bad_idx_labels_are_refused(tmp_path, labels, match):
+    write_fashion(tmp_path, labels=labels)
+    with pytest.raises(data.DataError, match=match):
+        data.load_labels("fashion_mnist", "test", source=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "payload, match",
+    [
+        (b"\x08\x03\0\0", "not an IDX file"),
+        (b"\0\0\x0d\x01" + struct.pack(">I", 1) + b"\0" * 4, "type 0x0d"),
+        (b"\0\0\x08\x03" + struct.pack(">I", 5), "truncated or empty IDX header"),
+        (b"\0\0\x08\x00", "truncated or empty IDX header"),
+        (
+            b"\0\0\x08\x01" + struct.pack(">I", 2) + b"\1\2\3",
+            "1 bytes after the 2 values",
+        ),
+    ],
+)
+def test_bad_idx_headers_and_bodies_are_refused(tmp_path, payload, match):
+    path = tmp_path / "labels-idx1-ubyte.gz"
+    with gzip.open(path, "wb") as file:
+        file.write(payload)
+    with pytest.raises(data.DataError, match=match):
+        data.read_idx(path)
+
+
+def test_idx_that_is_not_gzip_is_refused(tmp_path):
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(b"\0\0\x08\x03 not gzipped")
+    with pytest.raises(data.DataError, match="not a readable gzip file"):
+        data.read_idx(path)
+
+
+# --- Public arguments --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_size", [0, -4, 2.5, True, "64", None])
+def test_batch_size_must_be_a_positive_integer(batch_size):
+    images = np.zeros((8, 4, 4, 1), np.uint8)
+    for call in (
+        lambda: data.pipeline(images, batch_size=batch_size),
+        lambda: data.training_pipeline(images, batch_size=batch_size),
+        lambda: data.load("mnist", batch_size=batch_size, source="/nonexistent"),
+    ):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            call()
+
+
+def test_numpy_integer_batch_size_is_fine():
+    images = np.zeros((8, 4, 4, 1), np.uint8)
+    assert next(iter(data.pipeline(images, batch_size=np.int64(4)))).shape[0] == 4
+
+
+def test_labels_api_checks_dataset_and_split():
+    with pytest.raises(
+        ValueError, match="unknown split 'valid'; choose one of train, test"
+    ):
+        data.load_labels("mnist", "valid")
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        data.load_labels("cifar")
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        data.class_names("cifar")
+    with pytest.raises(ValueError, match="unknown split None"):
+        data.load("mnist", None)
+
+
+def test_pipelines_refuse_float_images_and_misaligned_labels():
+    floats = np.full((8, 4, 4, 1), 0.5, np.float32)
+    with pytest.raises(ValueError, match=r"uint8 array .* got float32"):
+        data.pipeline(floats)
+    with pytest.raises(ValueError, match=r"uint8 array .* shape \(8, 4, 4\)"):
+        data.training_pipeline(np.zeros((8, 4, 4), np.uint8), batch_size=2)
+    images = np.zeros((8, 4, 4, 1), np.uint8)
+    with pytest.raises(ValueError, match=r"got shape \(7, 1\) for 8 images"):
+        data.pipeline(images, labels=np.zeros((7, 1), np.int32))
+    with pytest.raises(ValueError, match="binarize must be None, 'fixed' or 'dynamic'"):
+        data.pipeline(images, binarize=True)
+
+
+# --- TFDS, the online fallback -------------------------------------------------------
+
+
+def test_tfds_imports_and_reports_its_own_failure_offline(tmp_path, monkeypatch):
+    """TFDS reaches its download step (it used to die importing importlib_resources).
+
+    The network is stubbed out where TFDS would open a URL, so the test is fast
+    and offline; the error must be TFDS's, not a missing module.
+    """
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core.download import downloader
+
+    def no_network(*args, **kwargs):
+        raise ConnectionError("stubbed: no network in tests")
+
+    monkeypatch.setattr(downloader, "_open_url", no_network)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setattr(tfds.core.constants, "DATA_DIR", str(tmp_path / "tfds"))
+    # No local copy anywhere, so the online fallback is what runs.
+    monkeypatch.setattr(data, "_local_candidates", lambda name, source: iter(()))
+    with pytest.raises(data.DataSourceError) as error:
+        data.load_images("mnist", download=True)
+    message = str(error.value)
+    assert "TFDS 'mnist' (ConnectionError: stubbed: no network" in message, message
+    assert "ModuleNotFoundError" not in message

@@ -48,8 +48,15 @@ def toy(tmp_path_factory):
         y_test=y_test,
     )
 
+    # A module fixture runs before the per-test seed: seed it here. Three stages
+    # reach 0.91 to 0.96 test accuracy over seeds and CPU kernel paths (oneDNN on and
+    # off), far above the 0.8 asserted; two stages reached only 0.77 to 0.87.
+    keras.utils.set_random_seed(0)
     classifier = Classifier(
-        (28, 28, 1), {"digit": list("0123456789")}, filters=(8, 16), feature_dim=32
+        (28, 28, 1),
+        {"digit": list("0123456789")},
+        filters=(16, 32, 64),
+        feature_dim=32,
     )
     classifier.compile(optimizer=keras.optimizers.Adam(3e-3))
     classifier.fit(

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import tensorflow as tf
 import tiny
 from test_zoo import TINY_CARD
 
-from keras_gen import cli, export, zoo
+from keras_gen import _files, cli, export, zoo
 
 SIGNATURES = {
     "DCGAN": ["generate", "sample", "serving_default"],
@@ -204,23 +205,92 @@ def test_uint8_images_are_png_ready(tmp_path):
     )
 
 
+def served_models(root):
+    """models.config parsed as TF Serving parses it: name -> base_path."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    text = (root / "models.config").read_text()
+    assert text.startswith("# Written by keras_gen;")
+    config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    return {entry.name: entry.base_path for entry in config.model_config_list.config}
+
+
 def test_serving_layout_versions_are_never_overwritten(tmp_path):
     model = tiny.vae()
-    first = export.serving(model, tmp_path, "vae_tiny")
-    second = export.serving(model, tmp_path, "vae_tiny")
+    root = tmp_path / 'serving "root"'  # a quote the config must escape
+    first = export.serving(model, root, "vae_tiny")
+    second = export.serving(model, root, "vae_tiny")
     assert (first.name, second.name) == ("1", "2")
     assert (second / "saved_model.pb").is_file() and (second / "variables").is_dir()
-    config = (tmp_path / "models.config").read_text()
-    assert (
-        'name: "vae_tiny"' in config
-        and f'base_path: "{(tmp_path / "vae_tiny").resolve()}"' in config
-    )
+    assert served_models(root) == {"vae_tiny": str((root / "vae_tiny").resolve())}
     with pytest.raises(ValueError, match="versions are immutable.*next free one is 3"):
-        export.serving(model, tmp_path, "vae_tiny", version=1)
-    export.serving(tiny.dcgan(), tmp_path, "gan_tiny")
-    config = (tmp_path / "models.config").read_text()
-    assert config.count("config {") == 2
-    assert 'name: "gan_tiny"' in config and 'name: "vae_tiny"' in config
+        export.serving(model, root, "vae_tiny", version=1)
+    (root / "models.config").write_text("model_config_list {}\n")  # the user's
+    with pytest.raises(_files.OverwriteError, match="models.config"):
+        export.serving(tiny.dcgan(), root, "gan_tiny")
+    assert not (root / "gan_tiny").exists()  # refused before anything was written
+    export.serving(tiny.dcgan(), root, "gan_tiny", overwrite=True)
+    assert sorted(served_models(root)) == ["gan_tiny", "vae_tiny"]
+
+
+def test_serving_refuses_a_file_where_its_folders_go_before_tracing(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder")
+    # object() is no model: each refusal comes before the model is looked at.
+    with pytest.raises(_files.OverwriteError, match="notes.txt is not a folder"):
+        export.serving(object(), notes, "vae_tiny", overwrite=True)
+    (tmp_path / "vae_tiny").write_text("mine")
+    with pytest.raises(_files.OverwriteError, match="vae_tiny is not a folder"):
+        export.serving(object(), tmp_path, "vae_tiny")
+    assert notes.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("version", [-1, 0, True, 1.5, "2"])
+def test_serving_versions_are_positive_integers(version, tmp_path):
+    with pytest.raises(ValueError, match="--version must be a positive integer"):
+        export.serving(object(), tmp_path, "vae_tiny", version=version)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ['q"x', "..", "a/b", "", "two words"])
+def test_serving_model_names_are_letters_digits_dots_dashes(name, tmp_path):
+    with pytest.raises(ValueError, match="use only letters, digits, '.', '_' and '-'"):
+        export.serving(object(), tmp_path, name)
+    assert not any(tmp_path.iterdir())
+
+
+def user_folder(path):
+    path.mkdir()
+    (path / "thesis.txt").write_text("years of work")
+    return path
+
+
+@pytest.mark.parametrize("write", [export.saved_model, export.tflite])
+def test_what_keras_gen_did_not_write_is_refused_before_tracing(write, tmp_path):
+    mine = user_folder(tmp_path / "mine")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder")
+    for output in (mine, notes):
+        with pytest.raises(_files.OverwriteError, match=output.name):
+            write(object(), output)  # no model at all: refused first
+    assert (mine / "thesis.txt").read_text() == "years of work"
+    assert notes.read_text() == "not a folder"
+
+
+def test_exports_replace_their_own_folders_and_others_only_with_overwrite(tmp_path):
+    model = tiny.dcgan()
+    mine = user_folder(tmp_path / "mine")
+    export.saved_model(model, mine, overwrite=True)
+    assert not (mine / "thesis.txt").exists()
+    assert export.saved_model(model, mine) == mine  # now keras_gen's own
+    assert (mine / "saved_model.pb").is_file()
+    lite = export.tflite(model, tmp_path / "lite")
+    assert export.tflite(model, tmp_path / "lite") == lite  # a rerun replaces it
+    assert sorted(p.name for p in lite.parent.iterdir()) == [
+        _files.MARKER,
+        "model.tflite",
+    ]
 
 
 def test_export_command_on_a_preset_folder(tmp_path):
@@ -348,10 +418,15 @@ def test_tflite_export_records_size_and_error_in_the_card(tmp_path, capsys):
     zoo.load(folder)  # the weights are untouched and still verify
 
 
-@pytest.mark.parametrize("family", tiny.FAMILIES)
-def test_every_family_exports_signatures_equal_to_keras(family, tmp_path):
-    model = tiny.FAMILIES[family].make(seed=3)
-    loaded = tf.saved_model.load(str(export.saved_model(model, tmp_path / "model")))
+@pytest.fixture(scope="module", params=list(tiny.FAMILIES))
+def every_family(request, tmp_path_factory):
+    model = tiny.FAMILIES[request.param].make(seed=3)
+    directory = export.saved_model(model, tmp_path_factory.mktemp("family") / "model")
+    return model, tf.saved_model.load(str(directory))
+
+
+def test_every_family_exports_signatures_equal_to_keras(every_family):
+    model, loaded = every_family
     endpoints = model.serving_endpoints()
     assert set(loaded.signatures) == {*endpoints, "serving_default"}
     for name, (function, signature) in endpoints.items():
@@ -359,6 +434,52 @@ def test_every_family_exports_signatures_equal_to_keras(family, tmp_path):
         found = loaded.signatures[name](**inputs)
         for key, value in function(*inputs.values()).items():
             np.testing.assert_allclose(found[key], value, rtol=1e-5, atol=1e-5)
+
+
+def batched(spec):
+    return bool(spec.shape.rank) and spec.shape[0] is None
+
+
+def bad_requests(signature):
+    """(inputs, message) pairs: requests a signature and its Keras method refuse."""
+    good = {spec.name: np.array(export._example_input(spec, 3)) for spec in signature}
+    bad = []
+    if any(batched(spec) for spec in signature):
+        empty = {
+            k: v[:0] if batched(s) else v for (k, v), s in zip(good.items(), signature)
+        }
+        bad.append((empty, "the batch is empty"))
+    for spec in signature:
+        values = []
+        if spec.dtype.is_floating and batched(spec):
+            values.append(np.nan)  # latents must be finite, images in [0, 1]
+        if spec.name == "images":
+            values += [255.0, -5.0]
+        if spec.name == "labels":
+            values.append(99)
+        for value in values:
+            inputs = {**good, spec.name: good[spec.name].copy()}
+            inputs[spec.name][(1,) if batched(spec) else ()] = value
+            message = (
+                "out of range" if spec.name == "labels" else f"{spec.name} must be"
+            )
+            bad.append((inputs, message))
+    return bad
+
+
+def test_every_family_refuses_bad_requests_in_keras_and_at_the_signature(every_family):
+    """Empty batches, NaN or infinite latents, pixels outside [0, 1] (score, encode,
+    reconstruct, classify), labels out of range: a ValueError from Keras, a failed
+    assertion with the same words from the SavedModel."""
+    model, loaded = every_family
+    for name, (function, signature) in model.serving_endpoints().items():
+        for inputs, message in bad_requests(signature):
+            with pytest.raises(ValueError, match=re.escape(message)):
+                function(*inputs.values())
+            with pytest.raises(
+                tf.errors.InvalidArgumentError, match=re.escape(message)
+            ):
+                loaded.signatures[name](**inputs)
 
 
 @pytest.mark.parametrize(
@@ -373,3 +494,23 @@ def test_every_family_runs_on_tflite_builtins_like_keras(family, tmp_path):
     model = tiny.FAMILIES[family].make(seed=3)
     path = export.tflite(model, tmp_path)
     assert export.tflite_error(model, path) < 1e-4
+    assert_nan_rows_come_out_nan(model, path)
+
+
+def assert_nan_rows_come_out_nan(model, path):
+    """TFLite cannot refuse a request: a row holding NaN comes out NaN, the others
+    as Keras computes them (where a fused ReLU would map NaN to a plausible image)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    for name in interpreter.get_signature_list():
+        function, signature = model.serving_endpoints()[name]
+        inputs = {s.name: np.array(export._example_input(s, 3)) for s in signature}
+        for spec in signature:
+            if spec.dtype.is_floating:
+                inputs[spec.name][1] = np.nan
+        found = interpreter.get_signature_runner(name)(**inputs)
+        finite = {key: value[[0, 2]] for key, value in inputs.items()}
+        for key, value in function(*finite.values()).items():
+            assert np.isnan(found[key][1]).all(), (name, key)
+            np.testing.assert_allclose(found[key][[0, 2]], value, atol=1e-4, rtol=0)

@@ -91,6 +91,14 @@ def test_train_command_writes_a_loadable_preset(recipe, tmp_path, capsys):
     grid = tf.io.decode_png((tmp_path / "s.png").read_bytes())
     assert grid.shape == (2 + 2 * 30, 2 + 3 * 30, 1)
 
+    # The lock a dead process left does not block, and keras_gen's own preset
+    # folder is replaced by the same command.
+    output.with_name("trained.lock").write_text("999999999\n")
+    (output / "model.weights.h5").write_bytes(b"stale")
+    assert cli.main(argv) == 0
+    assert zoo.load(output).generate(1, seed=0).shape == (1, 28, 28, 1)
+    assert sorted(os.listdir(output.parent)) == ["trained"]
+
 
 def test_two_cpu_replicas_train_the_same_preset_as_one_device(recipe, tmp_path):
     folder, source = recipe
@@ -239,18 +247,26 @@ def test_non_finite_loss_stops_with_step_and_metric_and_keeps_the_checkpoint(
     ]
     assert cli.main(argv) == 2
     message = capsys.readouterr().err
-    at = int(
-        re.search(
-            r"training diverged at step (\d+): (\w+) is (nan|inf)", message
-        ).group(1)
+    found = re.search(
+        r"training diverged at step (\d+): (.+?) is (-?inf|nan)\. The last good "
+        r"checkpoint \(step (\d+)\) is kept in (\S+);",
+        message,
     )
+    at, saved = int(found.group(1)), int(found.group(4))
     assert not output.exists()
     state = output.with_name("diverged.train-state")
+    assert found.group(5) == str(state) and state.is_dir()
+    assert saved == at - 1
     assert json.loads((state / "progress.json").read_text())["step"] == at - 1
     model = zoo.build(card)
     model.compile_from_config(card["training"]["compile"])
     model.load_weights(state / "state.weights.h5")
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+    # The checkpoint belongs to that run: other settings are refused, naming them.
+    assert cli.main([*argv[:-2], "--seed", "7", "--output", str(output)]) == 2
+    message = capsys.readouterr().err
+    assert str(state) in message and "seed: checkpoint 0, now 7" in message
 
 
 @pytest.mark.parametrize("flags", [[], ["--deterministic"]])
@@ -409,14 +425,14 @@ def test_a_failed_run_leaves_no_preset(recipe, tmp_path, capsys):
         ]
     )
     assert code == 2
-    assert "no source for dataset 'mnist'" in capsys.readouterr().err
+    assert "missing.npz does not exist" in capsys.readouterr().err
     assert not output.exists()
 
 
 def test_atomic_directory_keeps_the_old_folder_when_writing_fails(tmp_path):
     target = tmp_path / "preset"
-    target.mkdir()
-    (target / "card.json").write_text("old")
+    with _files.atomic_directory(target) as staging:
+        (staging / "card.json").write_text("old")
     with pytest.raises(RuntimeError), _files.atomic_directory(target) as staging:
         (staging / "card.json").write_text("new, half done")
         raise RuntimeError("crash")

@@ -41,13 +41,65 @@ def standard_normal(num_samples, dim, seed):
 
 
 def checked_latents(latents, latent_dim: int) -> tf.Tensor:
-    """Latents as float32 (batch, latent_dim), or a ValueError naming that shape."""
+    """Latents as float32 (batch, latent_dim), at least one row, every value finite.
+
+    A wrong shape is a ValueError; an empty batch or a NaN or infinity is refused
+    by `checked_values`.
+    """
     latents = tf.convert_to_tensor(latents, tf.float32)
     if latents.shape.rank != 2 or latents.shape[-1] != latent_dim:
         raise ValueError(
             f"expected latents of shape (batch, {latent_dim}), got {tuple(latents.shape)}"
         )
-    return latents
+    return checked_values(latents, "latents")
+
+
+def checked_pixels(images, name: str = "images") -> tf.Tensor:
+    """Images with at least one row and every pixel in [0, 1] (NaN refused too)."""
+    return checked_values(images, name, low=0.0, high=1.0)
+
+
+def checked_values(values, name: str, low=None, high=None) -> tf.Tensor:
+    """`values` (float, batch first) if the batch has a row and every value is valid.
+
+    Valid means finite, or in [low, high] when given (NaN fails every comparison).
+    Eagerly a bad batch is a ValueError; in a graph (an exported signature) it fails
+    an assertion with the same words. Refusing, not computing, keeps Keras and the
+    SavedModel equal: Grappler fuses MatMul+BiasAdd+Relu into a kernel whose Relu
+    maps NaN to 0, so a graph would turn NaN latents into a plausible image where
+    eager Keras gives NaN.
+    """
+    if low is None:
+        valid = tf.abs(values) <= values.dtype.max  # false for NaN and infinities
+        rule = f"{name} must be finite numbers (no NaN or infinity)"
+        advice = "pass finite numbers"
+    else:
+        valid = (values >= low) & (values <= high)
+        rule = f"{name} must be in [{low:g}, {high:g}] (no NaN)"
+        advice = "scale 0..255 pixels by 1/255"
+    empty = f"{name}: the batch is empty; pass at least one row"
+    if not tf.executing_eagerly():
+        checks = [
+            tf.debugging.Assert(tf.shape(values)[0] > 0, [empty]),
+            tf.debugging.Assert(tf.reduce_all(valid), [f"{rule}; {advice}"]),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(values)
+    if values.shape[0] == 0:
+        raise ValueError(empty)
+    if not bool(tf.reduce_all(valid)):
+        raise _refusal(rule, advice, values.numpy())
+    return values
+
+
+def _refusal(rule: str, advice: str, array: np.ndarray) -> ValueError:
+    """The rule, what the values hold (NaN and infinities, or their range), the fix."""
+    nan, infinite = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+    if nan or infinite:
+        found = f"{nan} NaN and {infinite} infinite values; pass finite numbers"
+    else:
+        found = f"values from {array.min():g} to {array.max():g}; {advice}"
+    return ValueError(f"{rule}; got {found}")
 
 
 def _unwrapped(data):

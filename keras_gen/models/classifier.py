@@ -171,7 +171,7 @@ class Classifier(base.TupleConfig, keras.Model):
         """`classify`: images -> features and each head's class probabilities."""
 
         def classify(images):
-            features = self.feature_network(images, training=False)
+            features = self.feature_network(self._checked(images), training=False)
             outputs = {"features": features}
             for name, head in zip(self.class_names, self.heads):
                 outputs[f"{name}_probabilities"] = tf.nn.softmax(head(features))
@@ -187,4 +187,4 @@ class Classifier(base.TupleConfig, keras.Model):
                 f"expected images of shape (batch, {', '.join(map(str, self.image_shape))}), "
                 f"got {tuple(images.shape)}"
             )
-        return images
+        return base.checked_pixels(images)

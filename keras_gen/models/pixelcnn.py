@@ -325,7 +325,7 @@ class PixelCNN(base.TupleConfig, keras.Model):
 
     def log_prob(self, images) -> tf.Tensor:
         """Exact log p(x) per image in nats, for images with pixels in {0, 1}."""
-        images = self._check_images(images)
+        images = base.checked_pixels(self._check_images(images))
         return self._pixel_conditionals(images).log_prob(images)
 
     def score(self, images) -> tf.Tensor:

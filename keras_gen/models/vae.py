@@ -164,7 +164,14 @@ class VAE(base.TupleConfig, keras.Model):
         )
 
     def encode(self, images, training=False, *, labels=None) -> tfd.Distribution:
-        """The approximate posterior q(z|x): a diagonal Gaussian per image."""
+        """The approximate posterior q(z|x): a diagonal Gaussian per image in [0, 1]."""
+        return self._posterior(
+            self._checked_pixels(images), training=training, labels=labels
+        )
+
+    def _posterior(self, images, training=False, labels=None) -> tfd.Distribution:
+        """q(z|x) without `encode`'s value checks: training steps stay free of
+        assertions, and callers that checked the images do not check twice."""
         images = self._check_images(images)
         inputs = self._encoder_inputs(images, labels)
         mean, raw_scale = tf.split(self.encoder(inputs, training=training), 2, axis=-1)
@@ -231,7 +238,7 @@ class VAE(base.TupleConfig, keras.Model):
         With seed=None it uses the evaluation noise, so the mean over a batch is
         exactly what `evaluate` reports for that batch.
         """
-        images = self._check_images(images)
+        images = self._checked_pixels(images)
         seed = self._evaluation_seed() if seed is None else base.step_seed(seed, -1, 0)
         reconstruction, kl = self._negative_elbo_terms(
             images, seed, training=False, labels=labels
@@ -246,7 +253,7 @@ class VAE(base.TupleConfig, keras.Model):
         The IWAE bound (Burda et al. 2016): it tightens towards -log p(x) as K grows,
         and K = 1 is the ELBO.
         """
-        images = self._check_images(images)
+        images = self._checked_pixels(images)
         noise = tf.random.stateless_normal(
             [num_samples, tf.shape(images)[0], self.latent_dim], seed=(seed, 1)
         )
@@ -257,7 +264,7 @@ class VAE(base.TupleConfig, keras.Model):
 
     def _importance_log_weights(self, images, noise, labels=None):
         """log p(x|z_k) + log p(z_k) - log q(z_k|x) for z_k = mu + sigma * noise[k]."""
-        posterior = self.encode(images, labels=labels)
+        posterior = self._posterior(images, labels=labels)
         latents = (
             posterior.mean() + posterior.stddev() * noise
         )  # (K, batch, latent_dim)
@@ -275,7 +282,7 @@ class VAE(base.TupleConfig, keras.Model):
         return base.step_seed(self.seed, -1, 0)
 
     def _negative_elbo_terms(self, images, seed, training, labels=None):
-        posterior = self.encode(images, training=training, labels=labels)
+        posterior = self._posterior(images, training=training, labels=labels)
         noise = base.replica_normal(tf.shape(images)[0], [self.latent_dim], seed)
         # Reparameterised sample, drawn from noise shared out across replicas.
         latents = posterior.mean() + posterior.stddev() * noise
@@ -320,3 +327,7 @@ class VAE(base.TupleConfig, keras.Model):
                 f"got {tuple(images.shape)}"
             )
         return images
+
+    def _checked_pixels(self, images):
+        """What users pass: the right shape, a row at least, pixels in [0, 1]."""
+        return base.checked_pixels(self._check_images(images))
