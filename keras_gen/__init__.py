@@ -4,33 +4,12 @@ import keras_gen
 images = keras_gen.zoo.load("dcgan_faces").generate(64, seed=0)
 """
 
-from keras_gen import data, evaluation, export, features, metrics, training, zoo
-from keras_gen.models import (
-    DCGAN,
-    VAE,
-    WGANGP,
-    Classifier,
-    ConditionalGAN,
-    ConditionalVAE,
-    PixelCNN,
-)
+from keras_gen import data, evaluation, export, features, metrics, models, training, zoo
+from keras_gen._version import __version__
 
-__version__ = "0.1.0"
-
-__all__ = [
-    "DCGAN",
-    "VAE",
-    "WGANGP",
-    "Classifier",
-    "ConditionalGAN",
-    "ConditionalVAE",
-    "PixelCNN",
-    "__version__",
-    "data",
-    "evaluation",
-    "export",
-    "features",
-    "metrics",
-    "training",
-    "zoo",
-]
+# The public surface: these modules, and every model family registered with
+# @models.base.family (registering is what makes a family public); nothing else.
+__all__ = ["__version__", "data", "evaluation", "export", "features", "metrics"]
+__all__ += ["training", "zoo"]
+__all__ += models.__all__
+globals().update({name: getattr(models, name) for name in models.__all__})

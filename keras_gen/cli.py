@@ -12,7 +12,7 @@ import sys
 import tensorflow as tf
 
 from keras_gen import _files, evaluation, export, images, training, zoo
-from keras_gen.models import base
+from keras_gen.models import base, conditioning
 
 INT64_MAX = 2**63 - 1
 # keras.utils.set_random_seed seeds NumPy too, which takes 32-bit seeds only.
@@ -65,6 +65,10 @@ def _overwrite(parser):
     )
 
 
+def _update_card(parser, what):
+    parser.add_argument("--update-card", action="store_true", help=what)
+
+
 def _command_list(args, argv):
     for name in zoo.list():
         print(f"{name:20} {zoo.card(name).get('description', '')}")
@@ -79,9 +83,9 @@ def _command_sample(args, argv):
     model = _generative(args.preset)
     conditions = {}
     if args.prompt is not None:
-        if not hasattr(model, "conditions"):
+        if not model.can(base.CONDITIONS):
             raise ValueError(f"{args.preset} is not a conditional model; drop --prompt")
-        conditions = base.parse_prompt(args.prompt, model.conditions)
+        conditions = conditioning.parse_prompt(args.prompt, model.conditions)
     generated = model.generate(args.num_samples, seed=args.seed, **conditions)
     images.write_png(args.output, generated, overwrite=args.overwrite)
     print(f"wrote {args.num_samples} samples of {args.preset} to {args.output}")
@@ -90,9 +94,11 @@ def _command_sample(args, argv):
 def _generative(preset):
     """The preset's model, or a ValueError saying it generates nothing."""
     model = zoo.load(preset)
-    if not hasattr(model, "generate"):
+    if not model.can(base.SAMPLES):
         generative = [
-            n for n in zoo.list() if zoo.card(n)["model"]["class"] != "Classifier"
+            name
+            for name in zoo.list()
+            if base.SAMPLES in zoo.model_class(zoo.card(name)).capabilities
         ]
         raise ValueError(
             f"{preset} is a {type(model).__name__}, which does not generate images; "
@@ -235,11 +241,7 @@ def _add_evaluate(commands):
     evaluate.add_argument("--seed", type=_integer(0, TRAIN_SEED_MAX), default=0)
     evaluate.add_argument("--data", help="dataset file or folder")
     evaluate.add_argument("--json", metavar="OUT", help="also write the report as JSON")
-    evaluate.add_argument(
-        "--update-card",
-        action="store_true",
-        help="write the numbers into the preset's card and model card",
-    )
+    _update_card(evaluate, "write the numbers into the preset's card and model card")
     _overwrite(evaluate)
     evaluate.set_defaults(run=_command_evaluate)
 
@@ -264,10 +266,9 @@ def _add_export(commands):
     export_command.add_argument(
         "--quantize", choices=export.QUANTIZATIONS, default="none", help="tflite only"
     )
-    export_command.add_argument(
-        "--update-card",
-        action="store_true",
-        help="tflite: record the file size and the error against Keras in the card",
+    _update_card(
+        export_command,
+        "tflite: record the file size and the error against Keras in the card",
     )
     _overwrite(export_command)
     export_command.set_defaults(run=_command_export)

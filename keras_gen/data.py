@@ -1,19 +1,22 @@
-"""Named image datasets as tf.data pipelines, from local files first and TFDS when online.
+"""Named datasets as arrays and tf.data pipelines, from local files first and TFDS online.
 
-Every dataset yields float32 images in [0, 1], shape (batch, height, width, channels).
-Local sources are tried in order: the `source` argument, then the folder named by
-the `KERAS_GEN_DATA` environment variable, then the usual places on this machine.
+Each dataset is one `Dataset` record in REGISTRY, at the end of this module: where
+its files are, how to read them, what its labels mean, its TFDS name and how to get
+it. `load_images` and `load_labels` walk a record's sources in one order: the
+`source` argument alone if given; else its names in the folder named by the
+`KERAS_GEN_DATA` environment variable, then the usual places on this machine, then
+TFDS when allowed. `pipeline` and `training_pipeline` turn uint8 images into float32
+batches in [0, 1], shape (batch, height, width, channels).
 
 Data is checked where it enters, and bad content is refused with a `DataError`
 naming the file, the place in it and what to do: arrays must be uint8 images of
 the dataset's shape with integer labels in its class range; a faces labels file is
 matched to the images by member name and column name, never by position; an image
-is sized from its header before it is decoded, and refused over MAX_IMAGE_PIXELS
-pixels (a small compressed file can decode to gigabytes) or when its longer side
-is over MAX_ASPECT_RATIO times the shorter (its square centre crop would be a sliver).
+is sized from its header before it is decoded (`keras_gen.images`), and refused when
+it is too large or too narrow.
 """
 
-import concurrent.futures
+import dataclasses
 import gzip
 import math
 import os
@@ -22,53 +25,21 @@ import struct
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
-DATASETS = ("faces", "mnist", "fashion_mnist")
-# The labels each dataset carries: head name -> class names, in label-index order.
+from keras_gen.images import ImageError, decode_images
+
+SPLITS = ("train", "test")
+KINDS = ("images", "paired", "sequences")
+FACES_SIZE = 64
 # Faces' ages (years) are grouped into spans wide enough to judge from a 64x64 face.
 AGE_GROUPS = ((0, 12), (13, 29), (30, 44), (45, 64), (65, 200))
-CLASSES = {
-    "mnist": {"digit": tuple("0123456789")},
-    "fashion_mnist": {
-        "class": (
-            "t-shirt/top",
-            "trouser",
-            "pullover",
-            "dress",
-            "coat",
-            "sandal",
-            "shirt",
-            "sneaker",
-            "bag",
-            "ankle boot",
-        )
-    },
-    "faces": {
-        "age": ("0-12", "13-29", "30-44", "45-64", "65+"),
-        "gender": ("female", "male"),
-    },
-}
-SPLITS = ("train", "test")
-FACES_SIZE = 64
-# The largest image decoded (width * height): 4096x4096 RGB is 48 MiB decoded, while
-# a 20000x20000 PNG of one colour is about 1 MB on disk and over 1 GB decoded.
-MAX_IMAGE_PIXELS = 4096 * 4096
-# Faces are centre-cropped to a square, so a 1x5000 image would keep one pixel.
-MAX_ASPECT_RATIO = 4
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-# Height, width, channels of the images of the array datasets.
-_IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1)}
-_FASHION_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
-_FACE_COLUMNS = ("member", "split")
-_FACE_LABEL_COLUMNS = ("age", "gender")
+_GENDERS = ("female", "male")
 
 
 class DataSourceError(FileNotFoundError):
@@ -81,6 +52,61 @@ class DataError(ValueError):
     A ValueError rather than a DataSourceError: falling back to another source
     would hide a broken file the user meant to train on.
     """
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Everything about one named dataset, so that adding one is one REGISTRY entry.
+
+    A reader is called as `read(path, split, dataset)` on the first local source
+    that exists and returns arrays: for kind "images", uint8 (N, height, width,
+    channels) of `shape`; `read_labels` gives int32 (N, heads), heads as in `classes`.
+
+    A paired dataset (kind "paired", e.g. `edges`: an edge map in, the face out) is
+    registered with the sources of the images it is made from and a reader that
+    returns (inputs, targets), two uint8 arrays with one row per example, `shape`
+    being the target's; with no `tfds_name` it is read from local files only. A
+    sequence dataset (kind "sequences", e.g. shakespeare.txt) has `shape` () and a
+    reader returning a 1-D int32 array of token ids.
+
+    Args:
+        name: the name callers pass, e.g. "mnist".
+        kind: one of KINDS: "images", "paired" or "sequences".
+        shape: one image's (height, width, channels); the target's when paired.
+        read: the reader of the examples, `(path, split, dataset) -> arrays`.
+        how_to_get: where to find the files, a sentence or two for error messages.
+        root_names: files or folders tried, in order, in the KERAS_GEN_DATA folder.
+        fixed_paths: places on this machine tried after those ("~" is expanded).
+        read_labels: the reader of the labels, or None for a dataset without.
+        classes: head name -> class names in label-index order, one head per column.
+        tfds_name: the TFDS dataset tried when no local source exists, or None.
+        tfds_image: a TFDS example -> one uint8 image; None takes its "image".
+        tfds_labels: whether TFDS's "label" feature gives the labels too.
+
+    Example: `data.REGISTRY["fashion_mnist"].candidates()` lists the local paths
+    that `load_images("fashion_mnist")` tries, in order.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    read: Callable[..., np.ndarray]
+    how_to_get: str
+    root_names: tuple[str, ...] = ()
+    fixed_paths: tuple[str, ...] = ()
+    read_labels: Callable[..., np.ndarray] | None = None
+    classes: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    tfds_name: str | None = None
+    tfds_image: Callable[[dict], tf.Tensor] | None = None
+    tfds_labels: bool = False
+
+    def candidates(self, source: str | os.PathLike | None = None) -> list[Path]:
+        """The local paths to try, in order; a given `source` is the only one."""
+        if source is not None:
+            return [Path(source).expanduser()]
+        root = os.environ.get("KERAS_GEN_DATA")
+        in_root = [Path(root) / name for name in self.root_names] if root else []
+        return in_root + [Path(path).expanduser() for path in self.fixed_paths]
 
 
 def load(
@@ -114,6 +140,91 @@ def load(
     )
 
 
+def load_images(
+    name: str,
+    split: str = "train",
+    *,
+    source: str | os.PathLike | None = None,
+    download: bool = True,
+) -> np.ndarray:
+    """All images of one split as a uint8 array (N, H, W, C).
+
+    `download=False` never tries TFDS, and a `source` that does not exist is an
+    error rather than a reason to download.
+    """
+    return _load(name, split, source=source, download=download, labels=False)
+
+
+def load_labels(
+    name: str, split: str = "train", *, source: str | os.PathLike | None = None
+) -> np.ndarray:
+    """Labels of one split, int32 (N, heads), aligned with `load_images`; heads in CLASSES.
+
+    Read from the same local files as the images (faces: the labels file beside
+    them, ages grouped into AGE_GROUPS); from TFDS when online only for datasets
+    whose record sets `tfds_labels` (mnist and fashion_mnist).
+    """
+    return _load(name, split, source=source, download=True, labels=True)
+
+
+def class_names(name: str) -> dict[str, tuple[str, ...]]:
+    """Head name -> class names of a dataset's labels."""
+    _check_choice(name, tuple(CLASSES), "dataset")
+    return {head: tuple(names) for head, names in CLASSES[name].items()}
+
+
+def _load(name, split, *, source, download, labels):
+    """One split's images or labels, from the first of the dataset's sources that has them.
+
+    Both loaders walk the same sources in the same order, so they cannot disagree on
+    which file is read; failing, the one error lists every place tried.
+    """
+    _check_choice(name, tuple(CLASSES) if labels else DATASETS, "dataset")
+    _check_choice(split, SPLITS, "split")
+    dataset = REGISTRY[name]
+    read = dataset.read_labels if labels else dataset.read
+    tried = []
+    for candidate in dataset.candidates(source):
+        if candidate.exists():
+            return read(candidate, split, dataset)
+        tried.append(str(candidate))
+    _refuse_missing_source(source)
+    if dataset.tfds_name is not None and (dataset.tfds_labels or not labels):
+        if not download:
+            tried.append("TFDS (not tried: download=False)")
+        else:
+            try:
+                return _from_tfds(dataset, split, labels)
+            except Exception as error:  # noqa: BLE001 - reported below with every source tried
+                tried.append(
+                    f"TFDS {dataset.tfds_name!r} ({type(error).__name__}: {error})"
+                )
+    raise DataSourceError(
+        f"no {'labels' if labels else 'source'} for dataset {name!r}. Tried:\n  - "
+        + "\n  - ".join(tried)
+        + "\nProvide one with source=PATH (keras-gen train --data PATH), or put the "
+        f"files in the folder named by KERAS_GEN_DATA. {dataset.how_to_get}"
+    )
+
+
+def _refuse_missing_source(source):
+    """A source the user named must exist: it is never silently replaced by a download."""
+    if source is not None:
+        raise DataSourceError(
+            f"{source} does not exist; pass the path of the dataset's file or folder"
+        )
+
+
+def _check_choice(value, choices, what):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"unknown {what} {value!r}; choose one of {', '.join(choices)}"
+        )
+
+
+# --- Pipelines: uint8 images in memory -> float batches ------------------------------
+
+
 def pipeline(
     images,
     *,
@@ -129,14 +240,11 @@ def pipeline(
     With `labels` (int, (N, heads)) each batch is (images, labels). `binarize` is
     None, "fixed" (the same pixels on every pass) or "dynamic" (fresh ones).
     """
-    _check_batch_size(batch_size)
-    _check_in_memory(images, labels)
+    images, label_table = _constants(images, labels, batch_size)
     if binarize not in (None, "fixed", "dynamic"):
         raise ValueError(
             f"binarize must be None, 'fixed' or 'dynamic', got {binarize!r}"
         )
-    images = tf.constant(images)
-    label_table = None if labels is None else tf.constant(labels, tf.int32)
     count = int(images.shape[0])
     indices = tf.data.Dataset.range(count)
     if shuffle:
@@ -146,24 +254,18 @@ def pipeline(
     # stateless noise keyed by it binarizes afresh each epoch, reproducibly.
     keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
 
-    def to_float(index, key):
-        batch = tf.cast(tf.gather(images, index), tf.float32) / 255.0
+    def to_batch(index, key):
+        noise_seed = None
         if binarize == "fixed":
             # Each image gets its own noise, keyed by its index: fixed whatever the order.
-            batch = tf.map_fn(
-                lambda pair: _bernoulli(pair[0], tf.stack([seed, pair[1]])),
-                (batch, index),
-                fn_output_signature=tf.float32,
-            )
+            noise_seed = tf.stack([tf.zeros_like(index) + seed, index], axis=1)
         elif binarize == "dynamic":
-            batch = _bernoulli(batch, tf.stack([key, seed]))
-        if label_table is None:
-            return batch
-        return batch, tf.gather(label_table, index)
+            noise_seed = tf.stack([key, seed])
+        return _batch(images, label_table, index, noise_seed)
 
     return (
         tf.data.Dataset.zip(batches, keys)
-        .map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
 
@@ -185,10 +287,7 @@ def training_pipeline(
     number of replicas or restarts. `binarize` draws fresh pixels at every step.
     With `labels` (int32, (N, heads)) each batch is (images, labels).
     """
-    _check_batch_size(batch_size)
-    _check_in_memory(images, labels)
-    images = tf.constant(images)
-    label_table = None if labels is None else tf.constant(labels, tf.int32)
+    images, label_table = _constants(images, labels, batch_size)
     count = int(images.shape[0])
     steps_per_pass = count // batch_size
     if steps_per_pass < 1:
@@ -197,22 +296,56 @@ def training_pipeline(
             "use a smaller batch_size or more images"
         )
 
-    def batch(step):
+    def to_batch(step):
         data_pass, position = step // steps_per_pass, step % steps_per_pass
         offsets = position * batch_size + tf.range(batch_size, dtype=tf.int64)
         key = tf.stack([tf.constant(seed, tf.int64), data_pass])
         indices = tf.random.experimental.index_shuffle(offsets, key, count - 1)
-        pixels = tf.cast(tf.gather(images, indices), tf.float32) / 255.0
-        if binarize:
-            pixels = _bernoulli(pixels, tf.stack([key[0], -1 - step]))
-        if label_table is None:
-            return pixels
-        return pixels, tf.gather(label_table, indices)
+        noise_seed = tf.stack([key[0], -1 - step]) if binarize else None
+        return _batch(images, label_table, indices, noise_seed)
 
     steps = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
-    return steps.map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+    return steps.map(to_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
         tf.data.AUTOTUNE
     )
+
+
+def _constants(images, labels, batch_size):
+    """A pipeline's checked inputs as tensors: (images, label table or None)."""
+    _check_batch_size(batch_size)
+    _check_in_memory(images, labels)
+    label_table = None if labels is None else tf.constant(labels, tf.int32)
+    return tf.constant(images), label_table
+
+
+def _batch(images, label_table, indices, noise_seed):
+    """The images at `indices` as floats in [0, 1], binarized if seeded, with labels.
+
+    The one per-batch step of both pipelines, so evaluation and training batches
+    are made alike; only the order of indices and the noise seeds differ.
+    """
+    pixels = tf.cast(tf.gather(images, indices), tf.float32) / 255.0
+    if noise_seed is not None:
+        pixels = _bernoulli(pixels, noise_seed)
+    if label_table is None:
+        return pixels
+    return pixels, tf.gather(label_table, indices)
+
+
+def _bernoulli(intensities, seed):
+    """Binary pixels drawn from Bernoulli(intensity) with a stateless seed.
+
+    A seed of shape (2,) draws the whole batch at once; seeds of shape (batch, 2)
+    draw image i from seeds[i] alone, whatever else shares its batch.
+    """
+    if seed.shape.rank == 2:
+        return tf.map_fn(
+            lambda pair: _bernoulli(*pair),
+            (intensities, seed),
+            fn_output_signature=tf.float32,
+        )
+    noise = tf.random.stateless_uniform(tf.shape(intensities), seed=seed)
+    return tf.cast(noise < intensities, tf.float32)
 
 
 def _check_batch_size(batch_size):
@@ -243,139 +376,22 @@ def _check_in_memory(images, labels):
         )
 
 
-def _check_choice(value, choices, what):
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(
-            f"unknown {what} {value!r}; choose one of {', '.join(choices)}"
-        )
+# --- Arrays: .npz (mnist) and IDX (fashion_mnist) ----------------------------------
 
-
-def load_labels(
-    name: str, split: str = "train", *, source: str | os.PathLike | None = None
-) -> np.ndarray:
-    """Labels of one split, int32 (N, heads), aligned with `load_images`; heads in CLASSES.
-
-    Read from the same local files as the images (faces: the labels file beside
-    them, ages grouped into AGE_GROUPS); TFDS when online for mnist and fashion_mnist.
-    """
-    _check_choice(name, tuple(CLASSES), "dataset")
-    _check_choice(split, SPLITS, "split")
-    tried = []
-    for candidate in _local_candidates(name, source):
-        if candidate.exists():
-            return _LABEL_READERS[name](candidate, split)
-        tried.append(str(candidate))
-    _refuse_missing_source(source)
-    if name != "faces":
-        try:
-            return _labels_from_tfds(name, split)
-        except Exception as error:  # noqa: BLE001 - reported below with every source tried
-            tried.append(
-                f"TFDS {_TFDS_NAMES[name]!r} ({type(error).__name__}: {error})"
-            )
-    raise DataSourceError(
-        f"no labels for dataset {name!r}. Tried:\n  - "
-        + "\n  - ".join(tried)
-        + f"\n{_HOW_TO_GET[name]}"
-    )
-
-
-def class_names(name: str) -> dict[str, tuple[str, ...]]:
-    """Head name -> class names of a dataset's labels."""
-    _check_choice(name, tuple(CLASSES), "dataset")
-    return {head: tuple(names) for head, names in CLASSES[name].items()}
-
-
-def _bernoulli(intensities, seed):
-    """Binary pixels drawn from Bernoulli(intensity) with a stateless seed."""
-    noise = tf.random.stateless_uniform(tf.shape(intensities), seed=seed)
-    return tf.cast(noise < intensities, tf.float32)
-
-
-def load_images(
-    name: str,
-    split: str = "train",
-    *,
-    source: str | os.PathLike | None = None,
-    download: bool = True,
-) -> np.ndarray:
-    """All images of one split as a uint8 array (N, H, W, C)."""
-    _check_choice(name, DATASETS, "dataset")
-    _check_choice(split, SPLITS, "split")
-    tried = []
-    for candidate in _local_candidates(name, source):
-        if candidate.exists():
-            return _READERS[name](candidate, split)
-        tried.append(str(candidate))
-    _refuse_missing_source(source)
-    if download:
-        try:
-            return _from_tfds(name, split)
-        except Exception as error:  # noqa: BLE001 - reported below with every source tried
-            tried.append(
-                f"TFDS {_TFDS_NAMES[name]!r} ({type(error).__name__}: {error})"
-            )
-    else:
-        tried.append("TFDS (not tried: download=False)")
-    raise DataSourceError(
-        f"no source for dataset {name!r}. Tried:\n  - "
-        + "\n  - ".join(tried)
-        + f"\nProvide one with source=PATH (keras-gen train --data PATH), or put the "
-        f"files in the folder named by KERAS_GEN_DATA. {_HOW_TO_GET[name]}"
-    )
-
-
-def _refuse_missing_source(source):
-    """A source the user named must exist: it is never silently replaced by a download."""
-    if source is not None:
-        raise DataSourceError(
-            f"{source} does not exist; pass the path of the dataset's file or folder"
-        )
-
-
-def _local_candidates(name, source):
-    if source is not None:
-        yield Path(source).expanduser()
-        return
-    roots = (
-        [Path(os.environ["KERAS_GEN_DATA"])] if os.environ.get("KERAS_GEN_DATA") else []
-    )
-    if name == "faces":
-        for root in roots:
-            yield root / "faces64.tar"
-            yield root / "faces"
-    elif name == "mnist":
-        for root in roots:
-            yield root / "mnist.npz"
-        yield Path("~/.keras/datasets/mnist.npz").expanduser()
-    else:
-        for root in roots:
-            yield root / "fashion-mnist"
-        yield Path("/usr/share/datasets/fashion-mnist")
-        yield Path("~/.keras/datasets/fashion-mnist").expanduser()
-
-
-_HOW_TO_GET = {
-    "faces": "A tar or folder of face images works; a '<name>_labels.tsv' beside it "
-    "(columns member, split; age and gender for labels) gives the train/test split.",
-    "mnist": "Any .npz with the keras.datasets keys (x_train, y_train, x_test, "
-    "y_test) works.",
-    "fashion_mnist": "On Debian: apt-get install dataset-fashion-mnist "
-    "(/usr/share/datasets/fashion-mnist).",
+_FASHION_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 
 
-# --- Arrays: .npz (mnist) and IDX (fashion_mnist) ----------------------------------
-
-
-def _read_npz(path, split):
+def _read_npz(path, split, dataset):
     key = f"x_{split}"
     with _open_npz(path) as arrays:
         images = _npz_array(path, arrays, key)
-    return _checked_images(f"{path}: {key}", images, "mnist")
+    return _checked_images(f"{path}: {key}", images, dataset)
 
 
-def _read_npz_labels(path, split):
+def _read_npz_labels(path, split, dataset):
     key = f"y_{split}"
     with _open_npz(path) as arrays:
         if key not in arrays:  # images without labels: fine unless labels are needed
@@ -384,7 +400,7 @@ def _read_npz_labels(path, split):
             )
         labels = _npz_array(path, arrays, key)
         count = len(_npz_array(path, arrays, f"x_{split}"))
-    return _checked_labels(f"{path}: {key}", labels, count, "mnist")
+    return _checked_labels(f"{path}: {key}", labels, count, dataset)
 
 
 def _open_npz(path):
@@ -414,14 +430,14 @@ def _npz_array(path, arrays, key):
 
 
 def _checked_images(where, images, dataset):
-    """uint8 (N, H, W, 1) images of the dataset's shape; `where` names the array."""
+    """uint8 (N, H, W, C) images of the dataset's shape; `where` names the array."""
     if images.dtype != np.uint8:
         raise DataError(_not_uint8_message(where, images))
-    height, width, channels = _IMAGE_SHAPES[dataset]
+    height, width, channels = dataset.shape
     images = _with_channels(images)
     if images.ndim != 4 or images.shape[1:] != (height, width, channels):
         raise DataError(
-            f"{where} has shape {images.shape}; {dataset} images must be "
+            f"{where} has shape {images.shape}; {dataset.name} images must be "
             f"(N, {height}, {width}) or (N, {height}, {width}, {channels})"
         )
     if len(images) == 0:
@@ -452,7 +468,7 @@ def _not_uint8_message(where, array):
 
 def _checked_labels(where, labels, count, dataset):
     """int32 (N, 1) class indices, one per image, each in the dataset's class range."""
-    (classes,) = CLASSES[dataset].values()
+    (classes,) = dataset.classes.values()
     if labels.ndim != 1:
         raise DataError(
             f"{where} has shape {labels.shape}; labels must be 1-D, one class index "
@@ -467,13 +483,13 @@ def _checked_labels(where, labels, count, dataset):
         raise DataError(f"{where} has {len(labels)} labels for {count} images")
     if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
         raise DataError(
-            f"{where} has labels from {labels.min()} to {labels.max()}; {dataset} "
+            f"{where} has labels from {labels.min()} to {labels.max()}; {dataset.name} "
             f"has {len(classes)} classes, numbered 0 to {len(classes) - 1}"
         )
     return labels.astype(np.int32)[:, None]
 
 
-def _read_idx_folder(path, split):
+def _read_idx_folder(path, split, dataset):
     images_file, labels_file = (Path(path) / name for name in _FASHION_FILES[split])
     if not images_file.exists():
         raise DataSourceError(f"{path} has no {images_file.name}")
@@ -488,10 +504,10 @@ def _read_idx_folder(path, split):
                 f"{images_file} holds {len(images)} images but {labels_file} "
                 f"{labels_shape[0]} labels; use the two files of one release"
             )
-    return _checked_images(str(images_file), images, "fashion_mnist")
+    return _checked_images(str(images_file), images, dataset)
 
 
-def _read_idx_labels(path, split):
+def _read_idx_labels(path, split, dataset):
     images_file, labels_file = (Path(path) / name for name in _FASHION_FILES[split])
     if not labels_file.exists():
         raise DataSourceError(f"{path} has no {labels_file.name}")
@@ -502,7 +518,7 @@ def _read_idx_labels(path, split):
         images_shape = _idx_shape(images_file)
         _check_idx_rank(images_file, images_shape, 3)
         count = images_shape[0]
-    return _checked_labels(str(labels_file), labels, count, "fashion_mnist")
+    return _checked_labels(str(labels_file), labels, count, dataset)
 
 
 def _check_idx_rank(path, shape, rank):
@@ -577,6 +593,10 @@ def _with_channels(images):
 
 # --- Faces: a tar or folder of images, and the labels file beside it ---------------
 
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+_FACE_COLUMNS = ("member", "split")
+_FACE_LABEL_COLUMNS = ("age", "gender")
+
 
 class _FaceRow(NamedTuple):
     line: int
@@ -591,7 +611,7 @@ class _FaceTable(NamedTuple):
     rows: dict[str, _FaceRow]
 
 
-def _read_faces(path, split):
+def _read_faces(path, split, dataset):
     """Face images of one split, sorted by member name, decoded and resized to 64x64 RGB."""
     path = _checked_faces_source(path)
     table = _read_face_table(path)
@@ -599,12 +619,14 @@ def _read_faces(path, split):
     names, blobs = _face_files(path, lambda name: _in_split(table, name, split))
     members = _split_members(path, table, names, split)
     try:
-        return decode_images(members, [blobs[member] for member in members])
-    except DataError as error:
+        return decode_images(
+            members, [blobs[member] for member in members], dataset.shape[0]
+        )
+    except ImageError as error:
         raise DataError(f"{path}: {error}") from None
 
 
-def _read_face_labels(path, split):
+def _read_face_labels(path, split, dataset):
     """(age group, gender) per image of the split, looked up by member name."""
     path = _checked_faces_source(path)
     table = _read_face_table(path)
@@ -629,7 +651,7 @@ def _face_label(row):
     group = next(
         i for i, (low, high) in enumerate(AGE_GROUPS) if low <= row.age <= high
     )
-    return group, CLASSES["faces"]["gender"].index(row.gender)
+    return group, _GENDERS.index(row.gender)
 
 
 def _checked_faces_source(path):
@@ -723,10 +745,9 @@ def _parse_face_row(table_path, number, line, header):
         )
     age = _parse_age(where, value["age"]) if "age" in value else None
     gender = value.get("gender")
-    genders = CLASSES["faces"]["gender"]
-    if gender is not None and gender not in genders:
+    if gender is not None and gender not in _GENDERS:
         raise DataError(
-            f"{where}: gender {gender!r} is not one of {', '.join(genders)}"
+            f"{where}: gender {gender!r} is not one of {', '.join(_GENDERS)}"
         )
     return value["member"], _FaceRow(
         int(where.rsplit(" ", 1)[1]), value["split"], age, gender
@@ -839,162 +860,100 @@ def _folder_files(path, keep):
     return names, blobs
 
 
-# --- Image files: sized from their headers, then decoded ---------------------------
-
-
-def decode_images(names, blobs, size=FACES_SIZE) -> np.ndarray:
-    """Decode encoded images in parallel to uint8 (N, size, size, 3), naming any bad file.
-
-    Every image is first sized from its header, so a decompression bomb (over
-    MAX_IMAGE_PIXELS) or a sliver (over MAX_ASPECT_RATIO) is refused before any
-    memory is spent on decoding it.
-    """
-    names, blobs = list(names), list(blobs)
-    if not names:
-        raise ValueError("no images to decode")
-    for name, blob in zip(names, blobs):
-        _check_image_size(name, *_image_size(name, blob))
-
-    def decode(name, blob):
-        try:
-            image = tf.io.decode_image(blob, channels=3, expand_animations=False)
-        except tf.errors.InvalidArgumentError as error:
-            raise DataError(f"cannot decode image {name!r}: {error.message}") from None
-        if image.shape[0] != size or image.shape[1] != size:
-            side = min(image.shape[0], image.shape[1])
-            image = tf.image.resize_with_crop_or_pad(image, side, side)
-            image = tf.image.resize(image, (size, size), method="area", antialias=True)
-            image = tf.cast(tf.round(tf.clip_by_value(image, 0, 255)), tf.uint8)
-        return image.numpy()
-
-    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-        return np.stack(list(pool.map(decode, names, blobs)))
-
-
-def _check_image_size(name, width, height):
-    if width == 0 or height == 0:
-        raise DataError(f"image {name!r} has no pixels ({width}x{height})")
-    if width * height > MAX_IMAGE_PIXELS:
-        raise DataError(
-            f"image {name!r} is {width}x{height} pixels, over the limit of "
-            f"{MAX_IMAGE_PIXELS} (data.MAX_IMAGE_PIXELS, 4096x4096): decoded it would "
-            f"take {width * height * 3 / 2**20:,.0f} MiB, so it is refused as a "
-            "possible decompression bomb; resize it first"
-        )
-    side = min(width, height)
-    if max(width, height) > MAX_ASPECT_RATIO * side:
-        raise DataError(
-            f"image {name!r} is {width}x{height}: its longer side is over "
-            f"{MAX_ASPECT_RATIO} times its shorter one, so its square centre crop "
-            f"would keep only {side}x{side}; crop it closer to a square first"
-        )
-
-
-def _image_size(name, blob):
-    """(width, height) read from an image's header, without decoding its pixels."""
-    for signature, parse in _SIZE_PARSERS:
-        if blob.startswith(signature):
-            size = parse(blob)
-            if size is None:
-                raise DataError(
-                    f"cannot decode image {name!r}: its header is truncated or damaged"
-                )
-            return size
-    raise DataError(
-        f"cannot decode image {name!r}: it is not a JPEG, PNG, GIF or BMP file "
-        f"(it starts with {blob[:8]!r})"
-    )
-
-
-def _png_size(blob):
-    if len(blob) < 24 or blob[12:16] != b"IHDR":
-        return None
-    return struct.unpack(">II", blob[16:24])
-
-
-def _gif_size(blob):
-    # The logical screen: every frame is decoded into a canvas of this size.
-    return struct.unpack("<HH", blob[6:10]) if len(blob) >= 10 else None
-
-
-def _bmp_size(blob):
-    if len(blob) < 26:
-        return None
-    if struct.unpack("<I", blob[14:18])[0] == 12:  # the old OS/2 header: 16-bit sides
-        return struct.unpack("<HH", blob[18:22])
-    width, height = struct.unpack("<ii", blob[18:26])
-    return abs(width), abs(height)  # a negative height means rows run top-down
-
-
-# Start-of-frame markers (baseline, progressive, lossless, ...), which carry the size;
-# 0xC4, 0xC8 and 0xCC share the range but are tables, not frames.
-_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-def _jpeg_size(blob):
-    """Walk the marker segments after SOI up to the first frame header."""
-    position = 2
-    while position + 4 <= len(blob):
-        if blob[position] != 0xFF:
-            return None
-        marker = blob[position + 1]
-        if marker == 0xFF:  # a fill byte before the marker
-            position += 1
-        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
-            position += 2
-        elif marker in _JPEG_FRAME_MARKERS:
-            if position + 9 > len(blob):
-                return None
-            height, width = struct.unpack(">HH", blob[position + 5 : position + 9])
-            return width, height
-        else:
-            position += 2 + int.from_bytes(blob[position + 2 : position + 4], "big")
-    return None
-
-
-_SIZE_PARSERS = (
-    (b"\x89PNG\r\n\x1a\n", _png_size),
-    (b"GIF87a", _gif_size),
-    (b"GIF89a", _gif_size),
-    (b"BM", _bmp_size),
-    (b"\xff\xd8", _jpeg_size),
-)
-
-
 # --- TFDS, when online ---------------------------------------------------------------
 
-_TFDS_NAMES = {"faces": "celeb_a", "mnist": "mnist", "fashion_mnist": "fashion_mnist"}
 
-
-def _from_tfds(name, split):
+def _from_tfds(dataset, split, labels):
+    """One split's images or labels from TFDS (downloaded once), shaped like local ones."""
     import tensorflow_datasets as tfds
 
-    dataset = tfds.load(_TFDS_NAMES[name], split=split)
-    if name == "faces":
-        # The DCGAN convention for CelebA: the central 178x178 crop, resized to 64.
-        def crop(example):
-            image = tf.image.crop_to_bounding_box(example["image"], 20, 0, 178, 178)
-            image = tf.image.resize(image, (FACES_SIZE, FACES_SIZE), antialias=True)
-            return tf.cast(tf.round(tf.clip_by_value(image, 0, 255)), tf.uint8)
-
-        dataset = dataset.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+    examples = tfds.load(dataset.tfds_name, split=split)
+    if labels:
+        values = examples.map(lambda example: example["label"])
     else:
-        dataset = dataset.map(lambda example: example["image"])
-    return _with_channels(np.concatenate(list(tfds.as_numpy(dataset.batch(4096)))))
+        prepare = dataset.tfds_image or (lambda example: example["image"])
+        values = examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    array = np.concatenate(list(tfds.as_numpy(values.batch(4096))))
+    return array.astype(np.int32)[:, None] if labels else _with_channels(array)
 
 
-def _labels_from_tfds(name, split):
-    import tensorflow_datasets as tfds
-
-    dataset = tfds.load(_TFDS_NAMES[name], split=split).map(lambda e: e["label"])
-    return np.concatenate(list(tfds.as_numpy(dataset.batch(4096)))).astype(np.int32)[
-        :, None
-    ]
+def _celeb_a_face(example):
+    """The DCGAN convention for CelebA: the central 178x178 crop, resized to 64."""
+    image = tf.image.crop_to_bounding_box(example["image"], 20, 0, 178, 178)
+    image = tf.image.resize(image, (FACES_SIZE, FACES_SIZE), antialias=True)
+    return tf.cast(tf.round(tf.clip_by_value(image, 0, 255)), tf.uint8)
 
 
-_READERS = {"faces": _read_faces, "mnist": _read_npz, "fashion_mnist": _read_idx_folder}
-_LABEL_READERS = {
-    "faces": _read_face_labels,
-    "mnist": _read_npz_labels,
-    "fashion_mnist": _read_idx_labels,
+# --- The registry: one record per dataset --------------------------------------------
+
+REGISTRY = {
+    "faces": Dataset(
+        name="faces",
+        kind="images",
+        shape=(FACES_SIZE, FACES_SIZE, 3),
+        read=_read_faces,
+        how_to_get="A tar or folder of face images works; a '<name>_labels.tsv' "
+        "beside it (columns member, split; age and gender for labels) gives the "
+        "train/test split.",
+        root_names=("faces64.tar", "faces"),
+        read_labels=_read_face_labels,
+        classes={
+            "age": ("0-12", "13-29", "30-44", "45-64", "65+"),  # the AGE_GROUPS
+            "gender": _GENDERS,
+        },
+        # CelebA has no ages, so faces labels come from local files only.
+        tfds_name="celeb_a",
+        tfds_image=_celeb_a_face,
+    ),
+    "mnist": Dataset(
+        name="mnist",
+        kind="images",
+        shape=(28, 28, 1),
+        read=_read_npz,
+        how_to_get="Any .npz with the keras.datasets keys (x_train, y_train, "
+        "x_test, y_test) works.",
+        root_names=("mnist.npz",),
+        fixed_paths=("~/.keras/datasets/mnist.npz",),
+        read_labels=_read_npz_labels,
+        classes={"digit": tuple("0123456789")},
+        tfds_name="mnist",
+        tfds_labels=True,
+    ),
+    "fashion_mnist": Dataset(
+        name="fashion_mnist",
+        kind="images",
+        shape=(28, 28, 1),
+        read=_read_idx_folder,
+        how_to_get="On Debian: apt-get install dataset-fashion-mnist "
+        "(/usr/share/datasets/fashion-mnist).",
+        root_names=("fashion-mnist",),
+        fixed_paths=(
+            "/usr/share/datasets/fashion-mnist",
+            "~/.keras/datasets/fashion-mnist",
+        ),
+        read_labels=_read_idx_labels,
+        classes={
+            "class": (
+                "t-shirt/top",
+                "trouser",
+                "pullover",
+                "dress",
+                "coat",
+                "sandal",
+                "shirt",
+                "sneaker",
+                "bag",
+                "ankle boot",
+            )
+        },
+        tfds_name="fashion_mnist",
+        tfds_labels=True,
+    ),
+}
+# Views of the registry, kept for callers that want only names or label heads.
+DATASETS = tuple(REGISTRY)
+CLASSES = {
+    name: dict(record.classes)
+    for name, record in REGISTRY.items()
+    if record.read_labels
 }

@@ -7,6 +7,7 @@ real images of the other split in place of generated ones, i.e. what a perfect
 model would score with this many samples.
 """
 
+import dataclasses
 import os
 import platform
 import sys
@@ -17,12 +18,67 @@ import numpy as np
 import tensorflow as tf
 
 from keras_gen import data, features, metrics
+from keras_gen.models import base
 
 DIVERSITY = "pixel diversity, generated / test"
-LIKELIHOOD_SAMPLES = 100  # importance samples K for a VAE's negative log-likelihood
 NLL_IMAGES = 2000  # test images the importance-weighted NLL is averaged over
 MEMORISATION_TRAIN_IMAGES = 10000  # training images searched for nearest neighbours
 TIMED_SAMPLES = 64
+
+
+class Splits:
+    """A dataset's splits, each loaded once however many sections read it.
+
+    `train` hands over the arrays it trained on, so measuring a freshly trained
+    model does not load them again.
+    """
+
+    def __init__(self, dataset: str, source=None, **loaded):
+        self.dataset, self.source = dataset, source
+        self._images = {k: v for k, v in loaded.items() if not k.endswith("_labels")}
+        self._labels = {
+            k.removesuffix("_labels"): v
+            for k, v in loaded.items()
+            if k.endswith("_labels")
+        }
+
+    def images(self, split: str) -> np.ndarray:
+        if split not in self._images:
+            self._images[split] = data.load_images(
+                self.dataset, split, source=self.source
+            )
+        return self._images[split]
+
+    def labels(self, split: str) -> np.ndarray | None:
+        """The split's labels, or None where the source has none; bad labels raise."""
+        if split not in self._labels:
+            try:
+                found = data.load_labels(self.dataset, split, source=self.source)
+            except data.DataSourceError:
+                found = None
+            self._labels[split] = found
+        return self._labels[split]
+
+
+@dataclasses.dataclass
+class _Run:
+    """What every section of one evaluation shares."""
+
+    model: keras.Model
+    spec: dict
+    splits: Splits
+    num_samples: int
+    seed: int
+    reference: str
+    report: dict
+    rng: np.random.Generator
+
+    def add(self, name, value, **extra):
+        self.report["metrics"].append({"name": name, "value": float(value), **extra})
+
+    @property
+    def other(self) -> str:
+        return "test" if self.reference == "train" else "train"
 
 
 def evaluate(
@@ -35,6 +91,7 @@ def evaluate(
     data_source: str | os.PathLike | None = None,
     feature_extractor: str = "auto",
     reference: str = "train",
+    splits: Splits | None = None,
 ) -> dict:
     """Measure `model` on its dataset; a report whose "metrics" go into the card.
 
@@ -44,153 +101,170 @@ def evaluate(
         command: the command line that reproduces this measurement.
         num_samples: generated images (and per class, for conditional models).
         seed: fixes the generated images and every random subset.
+        data_source: the dataset's file or folder (default: the usual places).
         feature_extractor: "auto" (the dataset's classifier preset), "inception",
             or a classifier preset name; "none" skips feature metrics.
         reference: the real split generated images are compared with.
+        splits: the dataset's splits when the caller has loaded some already.
     """
     if reference not in data.SPLITS:
         raise ValueError(f"reference must be one of {data.SPLITS}, got {reference!r}")
     dataset = data_spec["dataset"]
-    report = {
-        "command": command,
-        "dataset": dataset,
-        "reference": reference,
-        "seed": seed,
-        "metrics": [],
-    }
-    found = report["metrics"]
+    report = {"command": command, "dataset": dataset, "reference": reference}
+    report.update(seed=seed, metrics=[])
+    run = _Run(
+        model,
+        data_spec,
+        splits or Splits(dataset, data_source),
+        num_samples,
+        seed,
+        reference,
+        report,
+        np.random.default_rng(seed),
+    )
+    if _test_metrics(run) and model.can(base.SAMPLES):
+        generated = _generated(run)
+        extractor = _extractor(feature_extractor, dataset)
+        if extractor is not None:
+            _feature_metrics(run, extractor, generated)
+    return _with_command(report)
 
-    def add(name, value, **extra):
-        found.append({"name": name, "value": float(value), **extra})
 
+def _test_metrics(run: _Run) -> bool:
+    """The model's own test metrics and likelihood; False when there is no test split."""
     try:
-        test_images = data.load_images(dataset, "test", source=data_source)
+        test_images = run.splits.images("test")
     except data.DataSourceError as error:
         print(f"no test split, so no test metrics: {error}", file=sys.stderr)
-        return _with_command(report)
-    test_labels = _labels(dataset, "test", data_source)
-    binarize = data_spec.get("binarize", False)
-    test_data = data.pipeline(
-        test_images,
-        batch_size=256,
+        return False
+    labels = run.splits.labels("test") if run.spec.get("labels") else None
+    binarize = run.spec.get("binarize", False)
+    test_data = _in_order(test_images, labels, binarize, batch_size=256)
+    logs = run.model.evaluate(test_data, return_dict=True, verbose=0)
+    for name, value in logs.items():
+        run.add(f"test {name}", value)
+    if run.model.can(base.LIKELIHOOD):
+        first = None if labels is None else labels[:NLL_IMAGES]
+        _likelihood(run.model, test_images[:NLL_IMAGES], first, binarize, run.add)
+    return True
+
+
+def _in_order(images, labels, binarize, batch_size):
+    """Test batches in order; binarized test images are drawn once, fixed per image."""
+    return data.pipeline(
+        images,
+        batch_size=batch_size,
         shuffle=False,
         binarize="fixed" if binarize else None,
-        labels=test_labels if data_spec.get("labels") else None,
+        labels=labels,
     )
-    for name, value in model.evaluate(test_data, return_dict=True, verbose=0).items():
-        add(f"test {name}", value)
-    _likelihood(
-        model,
-        test_images[:NLL_IMAGES],
-        test_labels[:NLL_IMAGES] if data_spec.get("labels") else None,
-        binarize,
-        add,
-    )
-    if not hasattr(model, "generate"):
-        return _with_command(report)
 
+
+def _generated(run: _Run) -> np.ndarray:
+    """Time 64 samples, then draw `num_samples` and measure their pixel diversity."""
+    model, seed = run.model, run.seed
     model.generate(TIMED_SAMPLES, seed=seed)  # warm-up: tracing is not sampling
     start = time.perf_counter()
     model.generate(TIMED_SAMPLES, seed=seed)
-    add(
+    run.add(
         f"seconds to generate {TIMED_SAMPLES} samples ({hardware()})",
         time.perf_counter() - start,
     )
-    count = min(num_samples, len(test_images))
-    generated = np.asarray(model.generate(num_samples, seed=seed))
-    rng = np.random.default_rng(seed)
-    real_test = test_images[rng.permutation(len(test_images))[:count]] / 255.0
-    add(
+    test_images = run.splits.images("test")
+    count = min(run.num_samples, len(test_images))
+    generated = np.asarray(model.generate(run.num_samples, seed=seed))
+    real_test = test_images[run.rng.permutation(len(test_images))[:count]] / 255.0
+    run.add(
         f"{DIVERSITY} ({count} each)",
         mean_pairwise_distance(generated[:count]) / mean_pairwise_distance(real_test),
     )
-    if feature_extractor == "none":
-        return _with_command(report)
+    return generated
+
+
+def _extractor(name: str, dataset: str):
+    """The feature extractor, or None for "none" and for "auto" without one."""
+    if name == "none":
+        return None
     try:
-        extractor = features.extractor(feature_extractor, dataset)
+        return features.extractor(name, dataset)
     except ValueError as error:
-        if feature_extractor != "auto":
+        if name != "auto":
             raise
         print(f"no feature metrics: {error}", file=sys.stderr)
-        return _with_command(report)
-    report["extractor"] = {"name": extractor.name, "sha256": extractor.sha256}
-    report["num_samples"] = num_samples
-    other = "test" if reference == "train" else "train"
-    reference_images = data.load_images(dataset, reference, source=data_source)
-    other_images = (
-        test_images
-        if other == "test"
-        else data.load_images(dataset, other, source=data_source)
-    )
-    reference_labels = _labels(dataset, reference, data_source)
-    reference_features = features.reference_features(
-        extractor, dataset, reference, reference_images
-    )
-    other_features = features.reference_features(
-        extractor, dataset, other, other_images
-    )
-    report["reference_count"] = len(reference_images)
+        return None
 
-    generated_features = extractor.features(generated)
-    chosen = rng.permutation(len(other_images))[:num_samples]
+
+def _feature_metrics(run: _Run, extractor, generated: np.ndarray) -> None:
+    """FID, KID, precision/recall, class metrics and memorisation, with their floors."""
+    report, dataset = run.report, run.spec["dataset"]
+    report["extractor"] = {"name": extractor.name, "sha256": extractor.sha256}
+    report["num_samples"] = run.num_samples
+    features_of = {
+        split: features.reference_features(
+            extractor, dataset, split, run.splits.images(split)
+        )
+        for split in (run.reference, run.other)
+    }
+    report["reference_count"] = len(run.splits.images(run.reference))
+    other_images = run.splits.images(run.other)
+    chosen = run.rng.permutation(len(other_images))[: run.num_samples]
     compared = {
-        "": (generated, generated_features),
-        f"floor (real {other} vs {reference}): ": (
+        "": (generated, extractor.features(generated)),
+        f"floor (real {run.other} vs {run.reference}): ": (
             other_images[chosen] / 255.0,
-            other_features[chosen],
+            features_of[run.other][chosen],
         ),
     }
+    reference_features = features_of[run.reference]
+    reference_labels = run.splits.labels(run.reference)
     for prefix, (images, image_features) in compared.items():
         for name, value in _sample_metrics(
-            extractor, images, image_features, reference_features, reference_labels, rng
+            extractor,
+            images,
+            image_features,
+            reference_features,
+            reference_labels,
+            run.rng,
         ).items():
-            add(prefix + name, value, samples=len(images))
-    # Memorisation: nearest training image over nearest held-out image. A larger set
-    # has nearer neighbours, so the ratio sits below 1 even without copying; its floor
-    # is the same ratio for real test images that no model saw, measured the same way.
-    by_split = {reference: (reference_images, reference_features)}
-    by_split[other] = (other_images, other_features)
-    (train_images, train_features), (test_images, test_features) = (
-        by_split["train"],
-        by_split["test"],
-    )
-    train_subset = rng.permutation(len(train_images))[:MEMORISATION_TRAIN_IMAGES]
-    test_order = rng.permutation(len(test_images))
-    queries, held_out = np.array_split(test_order, 2)
+            run.add(prefix + name, value, samples=len(images))
+    _memorisation(run, extractor, compared[""], features_of)
+    if run.model.can(base.CONDITIONS):
+        _conditional(run, extractor, reference_features, reference_labels)
+
+
+def _memorisation(run: _Run, extractor, generated, features_of) -> None:
+    """Nearest training image over nearest held-out image, in pixels and in features.
+
+    A larger set has nearer neighbours, so the ratio sits below 1 even without
+    copying; its floor is the same ratio for real test images that no model saw,
+    measured the same way.
+    """
+    train_images, test_images = run.splits.images("train"), run.splits.images("test")
+    train_features, test_features = features_of["train"], features_of["test"]
+    train_subset = run.rng.permutation(len(train_images))[:MEMORISATION_TRAIN_IMAGES]
+    queries, held_out = np.array_split(run.rng.permutation(len(test_images)), 2)
+    samples, sample_features = generated
     spaces = {
         "pixels": (
-            generated,
+            samples,
             test_images[queries] / 255.0,
             train_images[train_subset] / 255.0,
             test_images[held_out] / 255.0,
         ),
         f"features ({extractor.name})": (
-            generated_features,
+            sample_features,
             test_features[queries],
             train_features[train_subset],
             test_features[held_out],
         ),
     }
-    for space, (samples, real, train_set, held_set) in spaces.items():
+    for space, (found, real, train_set, held_set) in spaces.items():
         name = f"memorisation ratio, {space} (nearest train / nearest held-out test)"
-        add(name, metrics.memorisation_ratio(samples, train_set, held_set))
-        add(
+        run.add(name, metrics.memorisation_ratio(found, train_set, held_set))
+        run.add(
             f"floor (real test vs train): {name}",
             metrics.memorisation_ratio(real, train_set, held_set),
         )
-    if hasattr(model, "conditions"):
-        _conditional(
-            model,
-            extractor,
-            reference_images,
-            reference_labels,
-            reference_features,
-            dataset,
-            num_samples,
-            seed,
-            add,
-        )
-    return _with_command(report)
 
 
 def _with_command(report):
@@ -200,39 +274,25 @@ def _with_command(report):
     return report
 
 
-def _labels(dataset, split, data_source):
-    """The split's labels, or None where the source has none; bad labels are an error."""
-    try:
-        return data.load_labels(dataset, split, source=data_source)
-    except data.DataSourceError:
-        return None
-
-
 def _likelihood(model, images, labels, binarize, add):
-    """Negative log-likelihood in nats and bits/dim: the IWAE bound for VAEs, else exact."""
-    exact = not hasattr(model, "negative_log_likelihood")
-    if (exact and not hasattr(model, "log_prob")) or len(images) == 0:
+    """Negative log-likelihood in nats and bits/dim, as the model bounds it.
+
+    `model.likelihood_bound` names how: "exact" (PixelCNN) or the IWAE bound with
+    its number of importance samples (VAEs).
+    """
+    if len(images) == 0:
         return
-    batches = data.pipeline(
-        images,
-        batch_size=100,
-        shuffle=False,
-        binarize="fixed" if binarize else None,
-        labels=labels,
-    )
+    batches = _in_order(images, labels, binarize, batch_size=100)
+    heads = list(model.conditions) if model.can(base.CONDITIONS) else []
 
     def nats_of(batch):
-        if exact:
-            return -model.log_prob(batch)
-        if isinstance(batch, tuple):  # a conditional model's (images, labels)
-            return model.negative_log_likelihood(
-                batch[0], LIKELIHOOD_SAMPLES, labels=batch[1]
-            )
-        return model.negative_log_likelihood(batch, LIKELIHOOD_SAMPLES)
+        if not isinstance(batch, tuple):
+            return model.negative_log_likelihood(batch)
+        conditions = {head: batch[1][:, i] for i, head in enumerate(heads)}
+        return model.negative_log_likelihood(batch[0], **conditions)
 
     nats = np.concatenate([np.asarray(nats_of(batch)) for batch in batches])
-    method = "exact" if exact else f"IWAE K={LIKELIHOOD_SAMPLES}"
-    label = f"{method}, {len(images)} test images"
+    label = f"{model.likelihood_bound}, {len(images)} test images"
     add(f"test negative log-likelihood, nats ({label})", nats.mean())
     add(
         f"test bits/dim ({label})",
@@ -283,21 +343,11 @@ def _sample_metrics(
     return found
 
 
-def _conditional(
-    model,
-    extractor,
-    reference_images,
-    reference_labels,
-    reference_features,
-    dataset,
-    num_samples,
-    seed,
-    add,
-):
+def _conditional(run: _Run, extractor, reference_features, reference_labels):
     """Per requested class: how often the classifier agrees, and that class's FID."""
     heads = {tuple(names): head for head, names in extractor.class_names.items()}
-    data_heads = list(data.CLASSES.get(dataset, {}))
-    for condition, names in model.conditions.items():
+    data_heads = list(data.CLASSES.get(run.spec["dataset"], {}))
+    for condition, names in run.model.conditions.items():
         classifier_head = heads.get(tuple(names))
         if classifier_head is None:
             print(
@@ -310,29 +360,26 @@ def _conditional(
         agreements = []
         for index, name in enumerate(names):
             images = np.asarray(
-                model.generate(num_samples, seed=seed, **{condition: index})
+                run.model.generate(run.num_samples, seed=run.seed, **{condition: index})
             )
             predicted = extractor.probabilities(images)[classifier_head].argmax(axis=1)
-            agreement = float((predicted == index).mean())
-            agreements.append(agreement)
-            add(
+            agreements.append(float((predicted == index).mean()))
+            run.add(
                 f"classifier agrees with requested {condition}={name} ({extractor.name})",
-                agreement,
-                samples=num_samples,
+                agreements[-1],
+                samples=run.num_samples,
             )
             if reference_labels is not None:
-                of_class = reference_labels[:, column] == index
-                add(
+                real = reference_features[reference_labels[:, column] == index]
+                run.add(
                     f"FID {condition}={name} vs real {name} ({extractor.name})",
                     metrics.fid(
-                        metrics.FeatureStatistics().update(
-                            reference_features[of_class]
-                        ),
+                        metrics.FeatureStatistics().update(real),
                         metrics.FeatureStatistics().update(extractor.features(images)),
                     ),
-                    samples=num_samples,
+                    samples=run.num_samples,
                 )
-        add(
+        run.add(
             f"classifier agrees with requested {condition}, mean over classes "
             f"({extractor.name})",
             np.mean(agreements),

@@ -1,5 +1,12 @@
-"""Sample grids as PNG files."""
+"""Image files: sample grids written as PNG, and encoded images read safely.
 
+An encoded image is sized from its header before it is decoded, and refused over
+MAX_IMAGE_PIXELS pixels (a small compressed file can decode to gigabytes) or when
+its longer side is over MAX_ASPECT_RATIO times the shorter (its square centre crop
+would be a sliver).
+"""
+
+import concurrent.futures
 import math
 import os
 import struct
@@ -9,6 +16,16 @@ import numpy as np
 import tensorflow as tf
 
 from keras_gen import _files
+
+# The largest image decoded (width * height): 4096x4096 RGB is 48 MiB decoded, while
+# a 20000x20000 PNG of one colour is about 1 MB on disk and over 1 GB decoded.
+MAX_IMAGE_PIXELS = 4096 * 4096
+# Images are centre-cropped to a square, so a 1x5000 image would keep one pixel.
+MAX_ASPECT_RATIO = 4
+
+
+class ImageError(ValueError):
+    """An encoded image is damaged, of an unknown format, or of a refused size."""
 
 
 def grid(images, columns: int | None = None, padding: int = 2) -> np.ndarray:
@@ -72,3 +89,125 @@ def write_png(
     png = tf.io.encode_png(grid(images, columns)).numpy()
     with _files.atomic_path(path, png_signed, overwrite) as temporary:
         temporary.write_bytes(_signed_png(png))
+
+
+# --- Encoded images: sized from their headers, then decoded -----------------------
+
+
+def decode_images(names, blobs, size: int) -> np.ndarray:
+    """Decode encoded images in parallel to uint8 (N, size, size, 3), naming any bad file.
+
+    Every image is first sized from its header, so a decompression bomb (over
+    MAX_IMAGE_PIXELS) or a sliver (over MAX_ASPECT_RATIO) is refused before any
+    memory is spent on decoding it.
+    """
+    names, blobs = list(names), list(blobs)
+    if not names:
+        raise ValueError("no images to decode")
+    for name, blob in zip(names, blobs):
+        _check_image_size(name, *_image_size(name, blob))
+
+    def decode(name, blob):
+        try:
+            image = tf.io.decode_image(blob, channels=3, expand_animations=False)
+        except tf.errors.InvalidArgumentError as error:
+            raise ImageError(f"cannot decode image {name!r}: {error.message}") from None
+        if image.shape[0] != size or image.shape[1] != size:
+            side = min(image.shape[0], image.shape[1])
+            image = tf.image.resize_with_crop_or_pad(image, side, side)
+            image = tf.image.resize(image, (size, size), method="area", antialias=True)
+            image = tf.cast(tf.round(tf.clip_by_value(image, 0, 255)), tf.uint8)
+        return image.numpy()
+
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        return np.stack(list(pool.map(decode, names, blobs)))
+
+
+def _check_image_size(name, width, height):
+    if width == 0 or height == 0:
+        raise ImageError(f"image {name!r} has no pixels ({width}x{height})")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageError(
+            f"image {name!r} is {width}x{height} pixels, over the limit of "
+            f"{MAX_IMAGE_PIXELS} (images.MAX_IMAGE_PIXELS, 4096x4096): decoded it would "
+            f"take {width * height * 3 / 2**20:,.0f} MiB, so it is refused as a "
+            "possible decompression bomb; resize it first"
+        )
+    side = min(width, height)
+    if max(width, height) > MAX_ASPECT_RATIO * side:
+        raise ImageError(
+            f"image {name!r} is {width}x{height}: its longer side is over "
+            f"{MAX_ASPECT_RATIO} times its shorter one, so its square centre crop "
+            f"would keep only {side}x{side}; crop it closer to a square first"
+        )
+
+
+def _image_size(name, blob):
+    """(width, height) read from an image's header, without decoding its pixels."""
+    for signature, parse in _SIZE_PARSERS:
+        if blob.startswith(signature):
+            size = parse(blob)
+            if size is None:
+                raise ImageError(
+                    f"cannot decode image {name!r}: its header is truncated or damaged"
+                )
+            return size
+    raise ImageError(
+        f"cannot decode image {name!r}: it is not a JPEG, PNG, GIF or BMP file "
+        f"(it starts with {blob[:8]!r})"
+    )
+
+
+def _png_size(blob):
+    if len(blob) < 24 or blob[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", blob[16:24])
+
+
+def _gif_size(blob):
+    # The logical screen: every frame is decoded into a canvas of this size.
+    return struct.unpack("<HH", blob[6:10]) if len(blob) >= 10 else None
+
+
+def _bmp_size(blob):
+    if len(blob) < 26:
+        return None
+    if struct.unpack("<I", blob[14:18])[0] == 12:  # the old OS/2 header: 16-bit sides
+        return struct.unpack("<HH", blob[18:22])
+    width, height = struct.unpack("<ii", blob[18:26])
+    return abs(width), abs(height)  # a negative height means rows run top-down
+
+
+# Start-of-frame markers (baseline, progressive, lossless, ...), which carry the size;
+# 0xC4, 0xC8 and 0xCC share the range but are tables, not frames.
+_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(blob):
+    """Walk the marker segments after SOI up to the first frame header."""
+    position = 2
+    while position + 4 <= len(blob):
+        if blob[position] != 0xFF:
+            return None
+        marker = blob[position + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            position += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            position += 2
+        elif marker in _JPEG_FRAME_MARKERS:
+            if position + 9 > len(blob):
+                return None
+            height, width = struct.unpack(">HH", blob[position + 5 : position + 9])
+            return width, height
+        else:
+            position += 2 + int.from_bytes(blob[position + 2 : position + 4], "big")
+    return None
+
+
+_SIZE_PARSERS = (
+    (b"\x89PNG\r\n\x1a\n", _png_size),
+    (b"GIF87a", _gif_size),
+    (b"GIF89a", _gif_size),
+    (b"BM", _bmp_size),
+    (b"\xff\xd8", _jpeg_size),
+)

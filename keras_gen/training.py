@@ -11,6 +11,7 @@ step, so a resumed run takes exactly the steps the uninterrupted one would have.
 import contextlib
 import fcntl
 import hashlib
+import inspect
 import json
 import os
 import shlex
@@ -24,9 +25,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import keras_gen
 from keras_gen import _files, data, evaluation, zoo
 from keras_gen import images as images_module
+from keras_gen._version import __version__
+from keras_gen.models import base
 
 SAMPLE_SEED = 0
 
@@ -234,25 +236,21 @@ class TensorBoard(keras.callbacks.Callback):
                 tf.summary.scalar(f"epoch/{name}", value)
             for name, optimizer in optimizers(self.model).items():
                 tf.summary.scalar(f"learning_rate/{name}", optimizer.learning_rate)
-            if hasattr(self.model, "generate"):
-                tf.summary.image(
-                    "samples", _grid_batch(self.model.generate(16, seed=SAMPLE_SEED))
-                )
-            if self.reference_images is not None and hasattr(self.model, "reconstruct"):
-                images, labels = (
-                    self.reference_images
-                    if isinstance(self.reference_images, tuple)
-                    else (self.reference_images, None)
-                )
-                extra = {} if labels is None else {"labels": labels}
-                pairs = tf.concat([images, self.model.reconstruct(images, **extra)], 0)
-                tf.summary.image(
-                    "reconstructions", _grid_batch(pairs, columns=len(images))
-                )
+            if self.model.can(base.PREVIEW):
+                self._preview()
         self.writer.flush()
 
     def on_train_end(self, logs=None):
         self.writer.flush()
+
+    def _preview(self):
+        """What the model shows of itself: samples, reconstructions of a fixed batch."""
+        reference = self.reference_images
+        images, labels = (
+            reference if isinstance(reference, tuple) else (reference, None)
+        )
+        for name, (shown, columns) in self.model.preview(images, labels).items():
+            tf.summary.image(name, _grid_batch(shown, columns))
 
     def _step(self):
         return step(self.model)
@@ -359,54 +357,29 @@ def train(
     run at a time may train into it.
     """
     recipe = zoo.card(preset)
-    plan = recipe["training"]
-    epochs = plan["epochs"] if epochs is None else epochs
-    batch_size = plan["batch_size"] if batch_size is None else batch_size
-    seed = plan["seed"] if seed is None else seed
+    epochs, batch_size, seed = _or_recipe(recipe, epochs, batch_size, seed)
     distribution = distribution or strategy()
     _check_settings(epochs, steps_per_epoch, batch_size, seed, checkpoint_every)
     _check_replicas(batch_size, distribution)
-    output = Path(output)
-    _files.claim_folder(output, overwrite)
+    output = _files.claim_folder(output, overwrite)
     command = command or _command(
         preset, output, epochs, steps_per_epoch, batch_size, data_source, seed
     )
     recipe = _run_recipe(recipe, seed)
-    spec = recipe["data"]
-    train_images = data.load_images(spec["dataset"], spec["split"], source=data_source)
-    train_labels = (
-        data.load_labels(spec["dataset"], spec["split"], source=data_source)
-        if spec.get("labels")
-        else None
+    splits = evaluation.Splits(recipe["data"]["dataset"], data_source)
+    train_images, train_labels = _training_data(recipe["data"], splits)
+    settings = _settings(preset, recipe, train_images, train_labels, distribution)
+    settings.update(
+        seed=seed, batch_size=batch_size, epochs=epochs, mixed_precision=mixed_precision
     )
-    steps_per_epoch = steps_per_epoch or len(train_images) // batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"batch size {batch_size} is larger than the {len(train_images)} "
-            f"training images of {spec['dataset']}; use a smaller batch"
-        )
-    settings = {
-        "preset": str(preset),
-        "model": recipe["model"],
-        "compile": plan["compile"],
-        "data": _data_identity(spec, train_images, train_labels),
-        "binarize": spec.get("binarize", False),
-        "seed": seed,
-        "batch_size": batch_size,
-        "epochs": epochs,
-        "steps_per_epoch": steps_per_epoch,
-        "replicas": distribution.num_replicas_in_sync,
-        "mixed_precision": mixed_precision,
-    }
+    settings["steps_per_epoch"] = _steps_per_epoch(
+        steps_per_epoch, batch_size, train_images, recipe["data"]["dataset"]
+    )
     chief = is_chief(distribution)
     with exclusive(output) if chief else contextlib.nullcontext():
-        model = _build(recipe, distribution, mixed_precision)
-        state = _TrainingState(
-            output.with_name(output.name + ".train-state"),
-            checkpoint_every,
-            write=chief,
-            identity=settings,
-        )
+        model = _build(recipe, seed, distribution, mixed_precision)
+        folder = output.with_name(output.name + ".train-state")
+        state = _TrainingState(folder, checkpoint_every, chief, identity=settings)
         callbacks = [state]
         if logdir is not None and chief:
             callbacks.append(_tensorboard(logdir, settings, train_images, train_labels))
@@ -414,10 +387,53 @@ def train(
         if not chief:
             return output  # the chief measures and writes the preset
         trained = _measure_and_write(
-            model, recipe, settings, state, command, data_source, output, overwrite
+            model, recipe, settings, state, command, splits, output, overwrite
         )
         shutil.rmtree(state.folder, ignore_errors=True)
     return trained
+
+
+def _or_recipe(recipe, epochs, batch_size, seed):
+    """Each setting as given, or the recipe's where it was not (None)."""
+    plan = recipe["training"]
+    return (
+        plan["epochs"] if epochs is None else epochs,
+        plan["batch_size"] if batch_size is None else batch_size,
+        plan["seed"] if seed is None else seed,
+    )
+
+
+def _training_data(spec, splits):
+    """The split the recipe trains on: images, and labels if the card asks for them."""
+    images = splits.images(spec["split"])
+    labels = splits.labels(spec["split"]) if spec.get("labels") else None
+    if spec.get("labels") and labels is None:
+        raise data.DataSourceError(
+            f"the recipe trains on labels, and {spec['dataset']}'s source has none"
+        )
+    return images, labels
+
+
+def _steps_per_epoch(steps_per_epoch, batch_size, images, dataset):
+    steps = steps_per_epoch or len(images) // batch_size
+    if steps < 1:
+        raise ValueError(
+            f"batch size {batch_size} is larger than the {len(images)} "
+            f"training images of {dataset}; use a smaller batch"
+        )
+    return steps
+
+
+def _settings(preset, recipe, images, labels, distribution):
+    """What identifies a run besides its counts: a checkpoint resumes only the same."""
+    return {
+        "preset": str(preset),
+        "model": recipe["model"],
+        "compile": recipe["training"]["compile"],
+        "data": _data_identity(recipe["data"], images, labels),
+        "binarize": recipe["data"].get("binarize", False),
+        "replicas": distribution.num_replicas_in_sync,
+    }
 
 
 def _check_settings(epochs, steps_per_epoch, batch_size, seed, checkpoint_every):
@@ -453,13 +469,14 @@ def _check_replicas(batch_size, distribution):
 
 
 def _run_recipe(recipe, seed):
-    """The card a run starts from: its recipe with the run's seed, no earlier results."""
+    """The card a run starts from: its recipe, no earlier results, and the run's seed
+    in the model's config if the model takes one (a config is constructor arguments)."""
+    config = dict(recipe["model"]["config"])
+    if "seed" in inspect.signature(zoo.model_class(recipe)).parameters:
+        config["seed"] = seed
     return {
         **{k: v for k, v in recipe.items() if k not in ("metrics", "figures")},
-        "model": {
-            **recipe["model"],
-            "config": {**recipe["model"]["config"], "seed": seed},
-        },
+        "model": {**recipe["model"], "config": config},
     }
 
 
@@ -476,9 +493,9 @@ def _data_identity(spec, images, labels):
     }
 
 
-def _build(recipe, distribution, mixed_precision):
+def _build(recipe, seed, distribution, mixed_precision):
     """The recipe's compiled model, created in the strategy's scope."""
-    keras.utils.set_random_seed(recipe["model"]["config"]["seed"])
+    keras.utils.set_random_seed(seed)
     policy = keras.mixed_precision.global_policy()
     if mixed_precision:  # float16 compute for GPUs; variables and losses stay float32
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -570,7 +587,7 @@ def _divergence_message(state):
 
 
 def _measure_and_write(
-    model, recipe, settings, state, command, data_source, output, overwrite
+    model, recipe, settings, state, command, splits, output, overwrite
 ):
     """Measure a one-device copy of the trained model and write the preset folder.
 
@@ -587,9 +604,9 @@ def _measure_and_write(
     trained.compile_from_config(recipe["training"]["compile"])
     trained.set_weights(model.get_weights())
     metrics += evaluation.evaluate(
-        trained, recipe["data"], command, seed=settings["seed"], data_source=data_source
+        trained, recipe["data"], command, seed=settings["seed"], splits=splits
     )["metrics"]
-    generative = hasattr(trained, "generate")
+    generative = trained.can(base.SAMPLES)
     samples_command = (
         {
             "samples_command": f"keras-gen sample {_preset_argument(output)} -n 64 --seed {SAMPLE_SEED} -o samples.png"
@@ -612,7 +629,7 @@ def _measure_and_write(
             "hardware": evaluation.hardware(),
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
-            "keras_gen": keras_gen.__version__,
+            "keras_gen": __version__,
             "keras_gen_commit": source_revision(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },

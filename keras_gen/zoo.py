@@ -214,6 +214,11 @@ def _check_keys(value: dict, children: dict[str, str], where: str, source) -> No
 _KERAS_ARGUMENTS = ("name", "trainable", "dtype")
 
 
+def model_class(preset_card: dict) -> type:
+    """The keras_gen model class a card names."""
+    return _model_class(preset_card["model"], preset_card.get("name", "card"))
+
+
 def _model_class(model_spec: dict, source) -> type:
     """The keras_gen model class a card's model.class names."""
     name = model_spec["class"]
@@ -579,38 +584,46 @@ def record_metrics(
 
 def model_card(preset_card: dict) -> str:
     """The README of a preset, made from its card so the two never disagree."""
-    c = preset_card
+    sections = (
+        _card_use,
+        _card_about,
+        _card_training,
+        _card_export,
+        _card_measured,
+        _card_figures,
+    )
+    lines = [line for section in sections for line in section(preset_card)]
+    lines += ["", "## Limitations", "", preset_card.get("limitations", ""), ""]
+    return "\n".join(lines)
+
+
+def _card_use(c: dict) -> builtins.list[str]:
     trained = c.get("trained", {})
-    lines = [
-        f"# {c['name']}",
-        "",
-        c.get("description", ""),
-        "",
-    ]
+    lines = [f"# {c['name']}", "", c.get("description", ""), ""]
     if "samples_command" in trained:
-        lines += [
-            "![samples](samples.png)",
-            "",
-            f"64 samples, `{trained['samples_command']}`.",
-            "",
-        ]
-    lines += [
+        samples = f"64 samples, `{trained['samples_command']}`."
+        lines += ["![samples](samples.png)", "", samples, ""]
+    usage = "images = model.generate(16, seed=0)  # float32 in [0, 1], (16, H, W, C)"
+    return lines + [
         "## Use",
         "",
         "```python",
         "import keras_gen",
         f"model = keras_gen.zoo.load({c['name']!r})",
-        c.get(
-            "usage",
-            "images = model.generate(16, seed=0)  # float32 in [0, 1], (16, H, W, C)",
-        ),
+        c.get("usage", usage),
         "```",
         "",
         f"Intended use: {c.get('intended_use', '')}",
         "",
+    ]
+
+
+def _card_about(c: dict) -> builtins.list[str]:
+    config = json.dumps(c["model"]["config"])
+    return [
         "## Model",
         "",
-        f"`keras_gen.models.{c['model']['class']}` with config `{json.dumps(c['model']['config'])}`.",
+        f"`keras_gen.models.{c['model']['class']}` with config `{config}`.",
         "",
         "## Data",
         "",
@@ -618,25 +631,31 @@ def model_card(preset_card: dict) -> str:
         "",
         f"Terms: {c['data']['terms']}",
         "",
+    ]
+
+
+def _card_training(c: dict) -> builtins.list[str]:
+    trained = c.get("trained", {})
+    if not trained:
+        return ["## Training", "", "Not trained yet.", ""]
+    return [
         "## Training",
         "",
+        f"Command: `{trained['command']}`",
+        "",
+        (
+            f"{trained['epochs']} epochs, {trained['steps']} steps of {trained['batch_size']} "
+            f"images, {trained['wall_time_s'] / 60:.0f} min on {trained['hardware']} "
+            f"(TensorFlow {trained['tensorflow']}, keras_gen {trained['keras_gen']}"
+            f"{_at_commit(trained)})."
+        ),
+        "",
     ]
-    if trained:
-        lines += [
-            f"Command: `{trained['command']}`",
-            "",
-            (
-                f"{trained['epochs']} epochs, {trained['steps']} steps of {trained['batch_size']} "
-                f"images, {trained['wall_time_s'] / 60:.0f} min on {trained['hardware']} "
-                f"(TensorFlow {trained['tensorflow']}, keras_gen {trained['keras_gen']}"
-                f"{_at_commit(trained)})."
-            ),
-            "",
-        ]
-    else:
-        lines += ["Not trained yet.", ""]
+
+
+def _card_export(c: dict) -> builtins.list[str]:
     endpoints = builtins.list(build(c).serving_endpoints())
-    lines += [
+    return [
         "## Export",
         "",
         (
@@ -646,7 +665,10 @@ def model_card(preset_card: dict) -> str:
         ),
         "",
     ]
-    lines += ["## Measured", ""]
+
+
+def _card_measured(c: dict) -> builtins.list[str]:
+    lines = ["## Measured", ""]
     by_command = {}
     for metric in c.get("metrics", []):
         by_command.setdefault(metric["command"], []).append(metric)
@@ -663,12 +685,12 @@ def model_card(preset_card: dict) -> str:
         lines.append("Nothing measured yet.")
     for file, entry in c.get("weights", {}).items():
         lines += [f"Weights: `{file}`, sha256 `{entry['sha256']}`."]
+    return lines
+
+
+def _card_figures(c: dict) -> builtins.list[str]:
+    lines = []
     for figure in c.get("figures", []):
-        lines += [
-            "",
-            f"![{figure['file']}]({figure['file']})",
-            "",
-            f"{figure['caption']} Made by `{figure['command']}`.",
-        ]
-    lines += ["", "## Limitations", "", c.get("limitations", ""), ""]
-    return "\n".join(lines)
+        caption = f"{figure['caption']} Made by `{figure['command']}`."
+        lines += ["", f"![{figure['file']}]({figure['file']})", "", caption]
+    return lines

@@ -487,6 +487,18 @@ ROWS: dict[str, Row] = {
         match="notes.txt",
         setup=_user_file,
     ),
+    "generate a class index out of range": api_row(
+        lambda tmp: zoo.load("cgan_fashion_mnist").generate(2, labels=12),
+        match="index 12 is out of range",
+    ),
+    "generate an unknown class name": api_row(
+        lambda tmp: zoo.load("cvae_faces").generate(2, gender="robot"),
+        match="unknown gender 'robot'",
+    ),
+    "decode without a condition the model needs": api_row(
+        lambda tmp: zoo.load("cvae_faces").decode(np.zeros((1, 64), "float32")),
+        match="age",
+    ),
     # Checkpoints belong to one run; one run at a time.
     "train resumes another run's checkpoint": cli_row(
         *TRAIN,
@@ -784,7 +796,7 @@ ROWS: dict[str, Row] = {
     "zoo: card naming an unknown model class": api_row(
         lambda tmp: zoo.load(tmp / "p"),
         setup=_zoo_unknown_class,
-        match="Known classes: DCGAN, VAE",
+        match="unknown model class. Known classes: Classifier, ConditionalGAN",
     ),
     "zoo: config key the model does not take": api_row(
         lambda tmp: zoo.load(tmp / "p"),

@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import tiny
 
+from keras_gen.models import base
+
 
 def test_probabilities_per_head_and_features_from_the_same_network():
     model = tiny.classifier()
@@ -59,3 +61,14 @@ def test_clear_errors_for_missing_labels_and_wrong_shapes():
         model.features(np.zeros((2, 9, 9, 1), "float32"))
     with pytest.raises(ValueError, match="at least one head"):
         tiny.classifier(class_names={})
+
+
+def test_a_classifier_says_it_cannot_generate():
+    model = tiny.classifier()
+    assert model.can(base.CLASSIFY) and not model.can(base.SAMPLES)
+    message = "Classifier cannot generate images: it has no 'samples' capability"
+    with pytest.raises(base.CapabilityError, match=f"{message} \\(it has: classify\\)"):
+        model.generate(2)
+    with pytest.raises(ValueError, match="unknown capability 'sample'"):
+        model.can("sample")
+    assert "seed" not in model.get_config()  # it draws no training noise

@@ -4,9 +4,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tiny
+from test_vae import numpy_negative_elbo
 
 from keras_gen import export
-from keras_gen.models import ConditionalVAE, base
+from keras_gen.models import VAE, ConditionalVAE, base, noise
 
 tfd = tfp.distributions
 HEADS = {"age": ["young", "old"], "gender": ["female", "male", "other"]}
@@ -22,27 +23,14 @@ def labels(count=6, seed=0):
     return tiny.labels_for(HEADS, count, seed)
 
 
+def named(labels):
+    """The conditions of labels (batch, heads): each head's column of indices."""
+    return {head: labels[:, i] for i, head in enumerate(HEADS)}
+
+
 def codes(labels):
     """One-hot per head, concatenated: age (2) then gender (3)."""
     return np.concatenate([np.eye(2)[labels[:, 0]], np.eye(3)[labels[:, 1]]], axis=1)
-
-
-def numpy_negative_elbo(model, images, labels, seed):
-    """The VAE's -ELBO by hand, the codes fed as image channels and beside z."""
-    planes = np.broadcast_to(codes(labels)[:, None, None, :], (len(images), 8, 8, 5))
-    encoder_inputs = np.concatenate([images, planes], -1).astype("float32")
-    raw = model.encoder(encoder_inputs).numpy().astype("float64")
-    mean, raw_scale = np.split(raw, 2, axis=-1)
-    std = np.logaddexp(0.0, raw_scale) + 1e-5
-    kl = 0.5 * np.sum(std**2 + mean**2 - 1.0 - 2.0 * np.log(std), axis=-1)
-    noise = base.replica_normal(len(images), [model.latent_dim], seed).numpy()
-    decoder_inputs = np.concatenate([mean + std * noise, codes(labels)], -1)
-    logits = model.decoder(decoder_inputs.astype("float32")).numpy().astype("float64")
-    x = images.astype("float64")
-    log_likelihood = x * -np.logaddexp(0.0, -logits) + (1 - x) * -np.logaddexp(
-        0.0, logits
-    )
-    return -log_likelihood.sum(axis=(1, 2, 3)), kl
 
 
 def test_kl_is_tfd_kl_divergence_and_the_elbo_matches_numpy():
@@ -53,15 +41,17 @@ def test_kl_is_tfd_kl_divergence_and_the_elbo_matches_numpy():
         images, seed, training=False, labels=y
     )
     np.testing.assert_allclose(
-        kl, tfd.kl_divergence(model.encode(images, labels=y), model.prior), rtol=1e-6
+        kl, tfd.kl_divergence(model.encode(images, **named(y)), model.prior), rtol=1e-6
     )
-    expected_reconstruction, expected_kl = numpy_negative_elbo(model, images, y, seed)
+    expected_reconstruction, expected_kl = numpy_negative_elbo(
+        model, images, seed, codes(y)
+    )
     np.testing.assert_allclose(kl, expected_kl, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(
         reconstruction, expected_reconstruction, rtol=1e-5, atol=1e-4
     )
     np.testing.assert_allclose(
-        model.score(images, labels=y),
+        model.score(images, **named(y)),
         expected_reconstruction + 1.5 * expected_kl,
         rtol=1e-5,
         atol=1e-4,
@@ -74,7 +64,7 @@ def test_score_agrees_with_evaluate_on_labelled_batches():
     images, y = binary_images(8), labels(8)
     results = model.evaluate(images, y, batch_size=8, return_dict=True, verbose=0)
     assert results["loss"] == pytest.approx(
-        float(tf.reduce_mean(model.score(images, labels=y))), rel=1e-6
+        float(tf.reduce_mean(model.score(images, **named(y)))), rel=1e-6
     )
 
 
@@ -83,23 +73,24 @@ def test_both_networks_read_the_labels():
     images, y = binary_images(), labels()
     other = (y + 1) % np.array([2, 3])
     assert not np.allclose(
-        model.encode(images, labels=y).mean(), model.encode(images, labels=other).mean()
+        model.encode(images, **named(y)).mean(),
+        model.encode(images, **named(other)).mean(),
     )
-    latents = base.standard_normal(6, 3, seed=0)
-    one = model.decode(latents, labels=y).numpy()
-    assert np.abs(one - model.decode(latents, labels=other).numpy()).max() > 1e-4
+    latents = noise.standard_normal(6, 3, seed=0)
+    one = model.decode(latents, **named(y)).numpy()
+    assert np.abs(one - model.decode(latents, **named(other)).numpy()).max() > 1e-4
 
 
 def test_importance_weighted_bound_takes_the_labels_and_tightens():
     model = tiny.conditional_vae()
     images, y = binary_images(4), labels(4)
-    one = model.negative_log_likelihood(images, num_samples=1, labels=y)
-    many = model.negative_log_likelihood(images, num_samples=300, labels=y)
+    one = model.negative_log_likelihood(images, num_samples=1, **named(y))
+    many = model.negative_log_likelihood(images, num_samples=300, **named(y))
     assert one.shape == (4,) and np.all(np.isfinite(many))
     assert float(tf.reduce_mean(many)) < float(tf.reduce_mean(one))
     other = (y + 1) % np.array([2, 3])
     assert not np.allclose(
-        many, model.negative_log_likelihood(images, num_samples=300, labels=other)
+        many, model.negative_log_likelihood(images, num_samples=300, **named(other))
     )
 
 
@@ -118,8 +109,10 @@ def test_a_batch_without_labels_is_refused():
     model.compile(optimizer="adam")
     with pytest.raises(ValueError, match="no labels"):
         model.fit(binary_images(16), batch_size=8, epochs=1, verbose=0)
-    with pytest.raises(ValueError, match=r"needs labels=, int32 \(batch, 2\)"):
+    with pytest.raises(ValueError, match=r"missing condition \['age', 'gender'\]"):
         model.score(binary_images())
+    with pytest.raises(ValueError, match=r"missing condition \['gender'\]"):
+        model.negative_log_likelihood(binary_images(), age="old")
 
 
 def test_generate_by_name_equals_by_index_and_unnamed_heads_cycle():
@@ -127,17 +120,19 @@ def test_generate_by_name_equals_by_index_and_unnamed_heads_cycle():
     by_name = model.generate(4, seed=3, age="old", gender="other")
     assert by_name.shape == (4, 8, 8, 1) and by_name.dtype == tf.float32
     np.testing.assert_array_equal(by_name, model.generate(4, seed=3, age=1, gender=2))
-    latents = base.standard_normal(6, 3, seed=3)
+    latents = noise.standard_normal(6, 3, seed=3)
     genders = ["male", "female", "other", "male", "male", "female"]
     np.testing.assert_allclose(
         model.generate(6, seed=3, age="old", gender=genders),
-        model.decode(latents, labels=[[1, 1], [1, 0], [1, 2], [1, 1], [1, 1], [1, 0]]),
+        model.decode(latents, age=1, gender=[1, 0, 2, 1, 1, 0]),
         atol=1e-6,
     )
     # Heads not given cycle in mixed radix: age fastest, then gender.
     cycled = [[0, 0], [1, 0], [0, 1], [1, 1], [0, 2], [1, 2]]
     np.testing.assert_allclose(
-        model.generate(6, seed=3), model.decode(latents, labels=cycled), atol=1e-6
+        model.generate(6, seed=3),
+        model.decode(latents, **named(np.array(cycled))),
+        atol=1e-6,
     )
 
 
@@ -148,16 +143,16 @@ def test_bad_conditions_are_refused_with_the_choices():
     with pytest.raises(ValueError, match=r"unknown condition \['colour'\]"):
         model.generate(2, colour="red")
     with pytest.raises(ValueError, match="age index 2 is out of range"):
-        model.decode(np.zeros((1, 3), "float32"), labels=[[2, 0]])
-    with pytest.raises(ValueError, match=r"expected labels of shape \(batch, 2\)"):
-        model.decode(np.zeros((1, 3), "float32"), labels=[1])
+        model.decode(np.zeros((1, 3), "float32"), age=2, gender=0)
+    with pytest.raises(ValueError, match="got 2 values for 1 samples"):
+        model.decode(np.zeros((1, 3), "float32"), age=[0, 1], gender=0)
     with pytest.raises(ValueError, match="cannot be named 'seed'"):
         tiny.conditional_vae(conditions={"seed": ["a", "b"]})
 
 
-def test_the_unconditional_vae_refuses_labels():
-    with pytest.raises(ValueError, match="VAE is unconditional"):
-        tiny.vae().decode(np.zeros((1, 3), "float32"), labels=[[0]])
+def test_the_unconditional_vae_refuses_conditions():
+    with pytest.raises(base.CapabilityError, match="VAE cannot take conditions"):
+        tiny.vae().decode(np.zeros((1, 3), "float32"), age=0)
 
 
 def test_config_keeps_the_heads_in_label_order():
@@ -184,12 +179,12 @@ def test_exported_signatures_match_keras(exported):
     latents = rng.standard_normal((5, 3)).astype("float32")
     images = rng.random((5, 8, 8, 1)).astype("float32")
     y = labels(5, seed=1)
-    posterior = model.encode(images, labels=y)
+    posterior = model.encode(images, **named(y))
     expected = {
-        "decode": {"images": model.decode(latents, labels=y)},
+        "decode": {"images": model.decode(latents, **named(y))},
         "encode": {"mean": posterior.mean(), "stddev": posterior.stddev()},
-        "reconstruct": {"images": model.reconstruct(images, labels=y)},
-        "score": {"negative_elbo": model.score(images, labels=y)},
+        "reconstruct": {"images": model.reconstruct(images, **named(y))},
+        "score": {"negative_elbo": model.score(images, **named(y))},
         "sample": {"images": model.generate(4, seed=9, age="old", gender="female")},
     }
     requests = {
@@ -223,3 +218,37 @@ def test_exported_signatures_refuse_labels_out_of_range(exported):
         signatures["decode"](latents=tf.zeros([1, 3]), labels=tf.constant([[2, 0]]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected shape"):
         signatures["decode"](latents=tf.zeros([1, 3]), labels=tf.constant([[0]]))
+
+
+def test_conditions_given_as_a_batch_of_labels_equal_the_labels():
+    """What evaluate does: each head's column of a labelled batch, as a tensor."""
+    model = tiny.conditional_vae()
+    images, y = binary_images(4), labels(4)
+    by_column = model.negative_log_likelihood(
+        images, num_samples=20, **named(tf.constant(y))
+    )
+    by_name = model.negative_log_likelihood(
+        images,
+        num_samples=20,
+        age=[HEADS["age"][i] for i in y[:, 0]],
+        gender=[HEADS["gender"][i] for i in y[:, 1]],
+    )
+    np.testing.assert_array_equal(by_column, by_name)
+
+
+def test_preview_reconstructs_the_batch_with_its_labels():
+    model = tiny.conditional_vae()
+    images, y = binary_images(2), labels(2)
+    pairs, columns = model.preview(images, y)["reconstructions"]
+    assert columns == 2
+    np.testing.assert_allclose(
+        pairs[2:], model.reconstruct(images, **named(y)), atol=1e-6
+    )
+    with pytest.raises(ValueError, match=r"needs labels, int32 \(batch, 2\)"):
+        model.preview(images)
+
+
+def test_the_constructor_takes_the_vaes_arguments_by_keyword():
+    assert ConditionalVAE.arguments() == ["conditions", *VAE.arguments()]
+    model = tiny.conditional_vae(beta=2.5)
+    assert model.beta == 2.5 and model.can(base.CONDITIONS)

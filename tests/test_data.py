@@ -1,14 +1,16 @@
+import dataclasses
 import gzip
 import io
 import os
 import struct
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_gen import data
+from keras_gen import data, images
 
 
 def jpeg(seed, size=64):
@@ -129,6 +131,28 @@ def test_no_source_names_every_place_tried(tmp_path, monkeypatch):
     assert str(tmp_path / "mnist.npz") in message
     assert "TFDS (not tried: download=False)" in message
     assert "source=PATH" in message and "KERAS_GEN_DATA" in message
+
+
+def test_named_source_that_is_missing_never_downloads(tmp_path, monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a missing --data must not start a download")
+
+    monkeypatch.setattr(tfds, "load", no_download)
+    for load in (data.load_images, data.load_labels):
+        with pytest.raises(data.DataSourceError, match="missing.npz does not exist"):
+            load("mnist", source=tmp_path / "missing.npz")
+
+
+def test_faces_labels_come_from_local_files_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_GEN_DATA", str(tmp_path))
+    with pytest.raises(data.DataSourceError) as error:
+        data.load_labels("faces")
+    message = str(error.value)
+    assert message.startswith("no labels for dataset 'faces'")
+    assert str(tmp_path / "faces64.tar") in message and "TFDS" not in message
+    assert data.REGISTRY["faces"].how_to_get in message
 
 
 def test_unknown_names_list_the_choices():
@@ -376,13 +400,13 @@ def with_jpeg_size(blob, width, height):
     ],
 )
 def test_image_size_comes_from_the_header(blob, size):
-    assert data._image_size("x", blob) == size
+    assert images._image_size("x", blob) == size
 
 
 def test_progressive_jpeg_is_sized_too():
     pixels = np.zeros((48, 40, 3), np.uint8)
     blob = tf.io.encode_jpeg(pixels, progressive=True).numpy()
-    assert data._image_size("x", blob) == (40, 48)
+    assert images._image_size("x", blob) == (40, 48)
 
 
 @pytest.mark.parametrize(
@@ -400,12 +424,12 @@ def test_progressive_jpeg_is_sized_too():
     ],
 )
 def test_bombs_and_slivers_are_refused_before_decoding(blob, match):
-    with pytest.raises(data.DataError, match=match):
-        data.decode_images(["images/x.png"], [blob])
+    with pytest.raises(images.ImageError, match=match):
+        images.decode_images(["images/x.png"], [blob], size=64)
 
 
 def test_bmp_decodes_and_bad_image_names_the_tar(tmp_path):
-    assert data.decode_images(["a.bmp"], [bmp(8, 4)]).shape == (1, 64, 64, 3)
+    assert images.decode_images(["a.bmp"], [bmp(8, 4)], 64).shape == (1, 64, 64, 3)
     path = tmp_path / "faces.tar"
     with tarfile.open(path, "w") as archive:
         add(archive, "images/good.jpg", jpeg(0))
@@ -629,9 +653,48 @@ def test_tfds_imports_and_reports_its_own_failure_offline(tmp_path, monkeypatch)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     monkeypatch.setattr(tfds.core.constants, "DATA_DIR", str(tmp_path / "tfds"))
     # No local copy anywhere, so the online fallback is what runs.
-    monkeypatch.setattr(data, "_local_candidates", lambda name, source: iter(()))
+    offline = dataclasses.replace(data.REGISTRY["mnist"], root_names=(), fixed_paths=())
+    monkeypatch.setitem(data.REGISTRY, "mnist", offline)
     with pytest.raises(data.DataSourceError) as error:
         data.load_images("mnist", download=True)
     message = str(error.value)
     assert "TFDS 'mnist' (ConnectionError: stubbed: no network" in message, message
     assert "ModuleNotFoundError" not in message
+
+
+# --- The registry ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", data.DATASETS)
+def test_every_registered_dataset_is_complete(name):
+    """Each record says where its files are, how to read them and what its labels mean."""
+    record = data.REGISTRY[name]
+    assert record.name == name and record.kind in data.KINDS
+    assert record.root_names, "no name to look for in the KERAS_GEN_DATA folder"
+    assert len(record.how_to_get.split()) > 5, "say where to get the files"
+    assert callable(record.read)
+    if record.kind in ("images", "paired"):
+        assert len(record.shape) == 3 and all(side > 0 for side in record.shape)
+    # A label reader comes with its heads, each naming two or more distinct classes.
+    assert (record.read_labels is None) == (not record.classes)
+    for head, names in record.classes.items():
+        assert len(names) > 1 and len(set(names)) == len(names), head
+    if record.classes:
+        assert data.class_names(name) == data.CLASSES[name] == dict(record.classes)
+    assert record.tfds_name or not (record.tfds_labels or record.tfds_image)
+
+
+def test_candidates_are_the_source_alone_or_the_data_folder_then_fixed_places(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("KERAS_GEN_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    record = data.REGISTRY["fashion_mnist"]
+    assert record.candidates() == [
+        tmp_path / "data" / "fashion-mnist",
+        Path("/usr/share/datasets/fashion-mnist"),
+        tmp_path / ".keras" / "datasets" / "fashion-mnist",
+    ]
+    assert record.candidates(tmp_path / "mine") == [tmp_path / "mine"]
+    monkeypatch.delenv("KERAS_GEN_DATA")
+    assert data.REGISTRY["faces"].candidates() == []

@@ -73,13 +73,7 @@ def toy(tmp_path_factory):
             "class": "Classifier",
             "config": {
                 k: config[k]
-                for k in (
-                    "image_shape",
-                    "class_names",
-                    "filters",
-                    "feature_dim",
-                    "seed",
-                )
+                for k in ("image_shape", "class_names", "filters", "feature_dim")
             },
         },
         "data": {

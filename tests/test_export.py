@@ -11,6 +11,7 @@ import tiny
 from test_zoo import TINY_CARD
 
 from keras_gen import _files, cli, export, zoo
+from keras_gen.models import base
 
 SIGNATURES = {
     "DCGAN": ["generate", "sample", "serving_default"],
@@ -434,6 +435,24 @@ def test_every_family_exports_signatures_equal_to_keras(every_family):
         found = loaded.signatures[name](**inputs)
         for key, value in function(*inputs.values()).items():
             np.testing.assert_allclose(found[key], value, rtol=1e-5, atol=1e-5)
+
+
+def test_every_family_exports_sample_equal_to_generate(every_family):
+    """The exported `sample` is `generate` with the same seed (and class, if any)."""
+    model, loaded = every_family
+    if not model.can(base.SAMPLES):
+        pytest.skip(f"{type(model).__name__} does not generate")
+    request = {"num_samples": tf.constant(4), "seed": tf.constant(9, tf.int64)}
+    conditions = {}
+    if model.can(base.CONDITIONS):
+        classes = [len(names) - 1 for names in model.conditions.values()]
+        request["labels"] = tf.constant(classes, tf.int32)
+        conditions = dict(zip(model.conditions, classes))
+    np.testing.assert_allclose(
+        loaded.signatures["sample"](**request)["images"],
+        model.generate(4, seed=9, **conditions),
+        atol=1e-5,
+    )
 
 
 def batched(spec):

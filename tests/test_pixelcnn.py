@@ -6,8 +6,7 @@ import pytest
 import tensorflow as tf
 import tiny
 
-from keras_gen import export
-from keras_gen.models import pixelcnn
+from keras_gen.models import base, networks, pixelcnn
 
 
 def binary_images(shape=(6, 6, 1), count=5, seed=0):
@@ -59,7 +58,7 @@ def test_the_causality_check_catches_a_mask_type_a_error():
 
 
 def test_the_causality_check_catches_a_missing_down_shift(monkeypatch):
-    monkeypatch.setattr(pixelcnn, "shift_down", lambda features: features)
+    monkeypatch.setattr(networks, "shift_down", lambda features: features)
     too_early, _ = causal_errors(causal_model())
     # Without the shift the vertical stack hands over the current row, right side too.
     assert (0, 1) in too_early and (7, 9) in too_early
@@ -199,36 +198,6 @@ def test_training_lowers_the_loss():
     assert model.evaluate(images, verbose=0, return_dict=True)["loss"] < before - 1.0
 
 
-def test_saved_model_signatures_match_the_keras_model(tmp_path):
-    model = tiny.pixelcnn()
-    directory = export.saved_model(model, tmp_path / "model")
-    loaded = tf.saved_model.load(str(directory))
-    assert set(loaded.signatures) == {"score", "sample", "serving_default"}
-    images = binary_images(count=3)
-    scores = loaded.signatures["score"](images=tf.constant(images))
-    np.testing.assert_allclose(
-        scores["negative_log_likelihood"], model.score(images), rtol=1e-5, atol=1e-5
-    )
-    default = loaded.signatures["serving_default"](images=tf.constant(images))
-    np.testing.assert_allclose(
-        default["negative_log_likelihood"], model.score(images), rtol=1e-5, atol=1e-5
-    )
-    sampled = loaded.signatures["sample"](
-        num_samples=tf.constant(4, tf.int32), seed=tf.constant(9, tf.int64)
-    )
-    np.testing.assert_allclose(
-        sampled["images"], model.generate(4, seed=9), rtol=0, atol=1e-5
-    )
-    with pytest.raises(tf.errors.InvalidArgumentError, match="at most 1024"):
-        loaded.signatures["sample"](
-            num_samples=tf.constant(2000, tf.int32), seed=tf.constant(0, tf.int64)
-        )
-    with pytest.raises(tf.errors.InvalidArgumentError, match="at least 1"):
-        loaded.signatures["sample"](
-            num_samples=tf.constant(0, tf.int32), seed=tf.constant(0, tf.int64)
-        )
-
-
 def test_images_do_not_depend_on_how_sampling_is_batched(monkeypatch):
     model = tiny.pixelcnn()
     whole = model.generate(5, seed=2)
@@ -236,3 +205,13 @@ def test_images_do_not_depend_on_how_sampling_is_batched(monkeypatch):
     batched = tiny.pixelcnn()  # a fresh model traces its sampler with batches of 2
     batched.set_weights(model.get_weights())
     np.testing.assert_array_equal(batched.generate(5, seed=2), whole)
+
+
+def test_the_likelihood_is_exact_and_declared_so():
+    model = tiny.pixelcnn()
+    images = binary_images()
+    assert model.can(base.LIKELIHOOD) and model.likelihood_bound == "exact"
+    np.testing.assert_array_equal(
+        model.negative_log_likelihood(images), -model.log_prob(images)
+    )
+    assert "seed" not in model.get_config()  # it draws no training noise

@@ -28,8 +28,10 @@ def test_two_replicas_train_exactly_like_one_device(replica_results, name):
     assert result["max_weight_difference"] < 1e-5
     assert result["logs_one"].keys() == result["logs_two"].keys()
     for key, value in result["logs_one"].items():
-        # abs 1e-5: a WGAN critic loss is a sum of nearly cancelling float32 terms.
-        assert result["logs_two"][key] == pytest.approx(value, rel=1e-5, abs=1e-5), key
+        # The replicas' reduction sums in another order: with oneDNN off, WGAN-GP's
+        # generator loss moved by 2e-5 relative. A loss scaled by the replica count
+        # would be off by a factor of 2; abs 1e-5 for near-cancelling critic losses.
+        assert result["logs_two"][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
 
 
 def test_replicas_draw_different_noise_that_adds_up_to_one_devices(replica_results):

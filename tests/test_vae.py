@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 import tiny
 
-from keras_gen.models import base
+from keras_gen.models import base, noise
 
 
 def binary_images(count=6, seed=0):
@@ -13,16 +13,26 @@ def binary_images(count=6, seed=0):
     )
 
 
-def numpy_negative_elbo(model, images, seed):
-    """-ELBO by hand: closed-form diagonal-Gaussian KL and Bernoulli log-likelihood."""
-    raw = model.encoder(images).numpy().astype("float64")
+def numpy_negative_elbo(model, images, seed, codes=None):
+    """-ELBO by hand: closed-form diagonal-Gaussian KL and Bernoulli log-likelihood.
+
+    With `codes` (batch, classes), a conditional VAE's: the codes fed as image
+    channels to the encoder and beside z to the decoder.
+    """
+    encoder_inputs, decoder_codes = images, np.zeros((len(images), 0))
+    if codes is not None:
+        planes = np.broadcast_to(
+            codes[:, None, None, :], (*images.shape[:3], codes.shape[-1])
+        )
+        encoder_inputs = np.concatenate([images, planes], -1).astype("float32")
+        decoder_codes = codes
+    raw = model.encoder(encoder_inputs).numpy().astype("float64")
     mean, raw_scale = np.split(raw, 2, axis=-1)
     std = np.logaddexp(0.0, raw_scale) + 1e-5
     kl = 0.5 * np.sum(std**2 + mean**2 - 1.0 - 2.0 * np.log(std), axis=-1)
-    noise = base.replica_normal(len(images), [model.latent_dim], seed).numpy()
-    logits = (
-        model.decoder((mean + std * noise).astype("float32")).numpy().astype("float64")
-    )
+    epsilon = noise.replica_normal(len(images), [model.latent_dim], seed).numpy()
+    decoder_inputs = np.concatenate([mean + std * epsilon, decoder_codes], -1)
+    logits = model.decoder(decoder_inputs.astype("float32")).numpy().astype("float64")
     x = images.astype("float64")
     log_likelihood = x * -np.logaddexp(0.0, -logits) + (1 - x) * -np.logaddexp(
         0.0, logits
@@ -112,23 +122,14 @@ def test_unknown_likelihood_is_refused():
         tiny.vae(likelihood="poisson")
 
 
-def test_generate_contract():
-    model = tiny.vae()
-    samples = model.generate(5, seed=3)
-    assert samples.shape == (5, 8, 8, 1) and samples.dtype == tf.float32
-    assert float(tf.reduce_min(samples)) >= 0.0 and float(tf.reduce_max(samples)) <= 1.0
-    np.testing.assert_array_equal(samples, model.generate(5, seed=3))
-    assert not np.array_equal(samples, model.generate(5, seed=4))
-
-
 def test_importance_weights_match_numpy_and_the_bound_tightens():
     model = tiny.vae()
     images = binary_images(4)
-    noise = np.random.default_rng(1).standard_normal((2, 4, 3)).astype("float32")
+    draws = np.random.default_rng(1).standard_normal((2, 4, 3)).astype("float32")
     raw = model.encoder(images).numpy().astype("float64")
     mean, raw_scale = np.split(raw, 2, axis=-1)
     std = np.logaddexp(0.0, raw_scale) + 1e-5
-    latents = mean + std * noise
+    latents = mean + std * draws
     logits = (
         model.decoder(latents.reshape(-1, 3).astype("float32"))
         .numpy()
@@ -139,12 +140,40 @@ def test_importance_weights_match_numpy_and_the_bound_tightens():
         x * -np.logaddexp(0, -logits) + (1 - x) * -np.logaddexp(0, logits)
     ).sum((1, 2, 3))
     log_prior = (-0.5 * latents**2 - 0.5 * np.log(2 * np.pi)).sum(-1)
-    log_posterior = (-0.5 * noise**2 - np.log(std) - 0.5 * np.log(2 * np.pi)).sum(-1)
+    log_posterior = (-0.5 * draws**2 - np.log(std) - 0.5 * np.log(2 * np.pi)).sum(-1)
     expected = log_likelihood.reshape(2, 4) + log_prior - log_posterior
-    got = model._importance_log_weights(images, noise)
+    got = model._importance_log_weights(images, draws)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
 
     one = float(tf.reduce_mean(model.negative_log_likelihood(images, num_samples=1)))
     many = float(tf.reduce_mean(model.negative_log_likelihood(images, num_samples=500)))
     assert many < one  # K = 1 is the ELBO; more samples tighten the bound
     assert one == pytest.approx(float(tf.reduce_mean(model.score(images))), rel=0.2)
+
+
+def test_preview_shows_samples_and_reconstructions_beside_their_images():
+    model = tiny.vae()
+    images = binary_images(3)
+    shown = model.preview(images)
+    samples, columns = shown["samples"]
+    np.testing.assert_array_equal(samples, model.generate(16, seed=0))
+    assert columns is None
+    pairs, columns = shown["reconstructions"]
+    assert columns == 3
+    np.testing.assert_array_equal(pairs[:3], images)
+    np.testing.assert_allclose(pairs[3:], model.reconstruct(images), atol=1e-6)
+    assert list(model.preview()) == ["samples"]
+
+
+def test_likelihood_is_declared_as_the_bound_it_is():
+    model = tiny.vae()
+    assert model.can(base.LIKELIHOOD) and model.can(base.RECONSTRUCTION)
+    assert not model.can(base.CONDITIONS)
+    assert model.likelihood_bound == "IWAE K=100"
+    images = binary_images(2)
+    np.testing.assert_array_equal(
+        model.negative_log_likelihood(images),
+        model.negative_log_likelihood(images, num_samples=100, seed=0),
+    )
+    with pytest.raises(base.CapabilityError, match="VAE cannot take conditions"):
+        model.generate(2, digit=1)

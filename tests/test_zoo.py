@@ -270,7 +270,7 @@ def test_an_unknown_model_class_lists_the_known_ones(tmp_path):
         zoo.card(folder)
     message = str(error.value)
     assert "'DCGANN' is an unknown model class. Did you mean 'DCGAN'?" in message
-    assert "Known classes: DCGAN, VAE, WGANGP" in message
+    assert "Known classes: Classifier, ConditionalGAN, ConditionalVAE, DCGAN" in message
 
 
 VAE_MODEL = {"class": "VAE", "config": {"image_shape": [8, 8, 1], "latent_dim": 2}}
@@ -289,7 +289,7 @@ VAE_MODEL = {"class": "VAE", "config": {"image_shape": [8, 8, 1], "latent_dim": 
         ),
         (
             [("model.class", "ConditionalGAN")],
-            "model.config.class_names is missing: ConditionalGAN has no default",
+            "model.config.conditions is missing: ConditionalGAN has no default",
         ),
         (
             [("model.config.image_size", 15)],

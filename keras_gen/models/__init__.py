@@ -1,19 +1,17 @@
-"""Generative models: subclassed keras.Models with their own train_step."""
+"""Model families: keras.Models with their own train_step.
 
-from keras_gen.models.classifier import Classifier
-from keras_gen.models.conditional_gan import ConditionalGAN
-from keras_gen.models.conditional_vae import ConditionalVAE
-from keras_gen.models.dcgan import DCGAN
-from keras_gen.models.pixelcnn import PixelCNN
-from keras_gen.models.vae import VAE
-from keras_gen.models.wgan_gp import WGANGP
+Every module here is imported, and each family registers itself with `@base.family`
+in `base.FAMILIES` (name -> class): that registration is what makes a family
+public (here and in `keras_gen`), loadable by name from a card, and serializable.
+"""
 
-__all__ = [
-    "DCGAN",
-    "VAE",
-    "WGANGP",
-    "Classifier",
-    "ConditionalGAN",
-    "ConditionalVAE",
-    "PixelCNN",
-]
+import importlib
+import pkgutil
+
+from keras_gen.models import base
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+globals().update(base.FAMILIES)
+__all__ = [name for name in sorted(base.FAMILIES)]

@@ -1,32 +1,16 @@
 """Image classifier: the domain feature extractor that keras_gen's evaluation relies on."""
 
+from typing import ClassVar
+
 import keras
 import tensorflow as tf
 
 from keras_gen import losses
-from keras_gen.models import base
+from keras_gen.models import base, inputs, networks
 
 
-def build_features(image_shape, filters, feature_dim: int) -> keras.Sequential:
-    """Images -> feature_dim features: per width, a 3x3 conv then a stride-2 3x3 conv."""
-    layers = [keras.Input(image_shape)]
-    for width in filters:
-        for strides in (1, 2):
-            layers += [
-                keras.layers.Conv2D(width, 3, strides=strides, padding="same"),
-                # Momentum 0.9: moving statistics that catch up within a short run.
-                keras.layers.BatchNormalization(momentum=0.9, synchronized=True),
-                keras.layers.ReLU(),
-            ]
-    layers += [
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(feature_dim, activation="relu", dtype="float32"),
-    ]
-    return keras.Sequential(layers, name="features")
-
-
-@keras.saving.register_keras_serializable(package="keras_gen")
-class Classifier(base.TupleConfig, keras.Model):
+@base.family
+class Classifier(base.Family):
     """A small CNN that labels images with one or more heads of classes.
 
     Trained on a dataset's real labels, it gives evaluation what the FID Inception
@@ -42,8 +26,6 @@ class Classifier(base.TupleConfig, keras.Model):
             class index is the position in its list.
         filters: widths of the convolution stages; each halves the resolution.
         feature_dim: size of the feature vector evaluation uses.
-        seed: kept for the family convention (initialisation comes from the
-            global Keras seed; training itself draws no noise).
 
     Example:
         model = keras_gen.models.Classifier((28, 28, 1), {"digit": list("0123456789")})
@@ -52,13 +34,15 @@ class Classifier(base.TupleConfig, keras.Model):
         model.probabilities(images)["digit"]  # (batch, 10)
     """
 
+    capabilities: ClassVar[frozenset[str]] = frozenset({base.CLASSIFY})
+    tuple_arguments: ClassVar[tuple[str, ...]] = ("image_shape", "filters")
+
     def __init__(
         self,
         image_shape: tuple[int, int, int] = (28, 28, 1),
         class_names: dict | None = None,
         filters: tuple[int, ...] = (32, 64, 128),
         feature_dim: int = 128,
-        seed: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -70,8 +54,7 @@ class Classifier(base.TupleConfig, keras.Model):
         self.class_names = {head: list(names) for head, names in class_names.items()}
         self.filters = tuple(filters)
         self.feature_dim = feature_dim
-        self.seed = seed
-        self.feature_network = build_features(
+        self.feature_network = networks.build_features(
             self.image_shape, self.filters, feature_dim
         )
         self.heads = [
@@ -80,29 +63,16 @@ class Classifier(base.TupleConfig, keras.Model):
         ]
         for head in self.heads:
             head.build((None, feature_dim))
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy_trackers = [
-            keras.metrics.SparseCategoricalAccuracy(name=f"{head}_accuracy")
-            for head in self.class_names
-        ]
-        self.build()
-
-    def build(self, input_shape=None):
-        self.built = True  # every network is built on creation
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "image_shape": self.image_shape,
-            "class_names": self.class_names,
-            "filters": self.filters,
-            "feature_dim": self.feature_dim,
-            "seed": self.seed,
+        self.trackers = {
+            "loss": keras.metrics.Mean(name="loss"),
+            **{
+                f"{head}_accuracy": keras.metrics.SparseCategoricalAccuracy(
+                    name=f"{head}_accuracy"
+                )
+                for head in self.class_names
+            },
         }
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, *self.accuracy_trackers]
+        self.build()
 
     def call(self, images, training=False):
         """Logits per head, as a list in class_names order."""
@@ -119,21 +89,17 @@ class Classifier(base.TupleConfig, keras.Model):
             )
         weights = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
-        return self._track(per_example, logits, labels)
+        return self._track_predictions(per_example, logits, labels)
 
     def test_step(self, data):
         images, labels = self._split(data)
         logits = self(images, training=False)
-        return self._track(self._per_example_losses(logits, labels), logits, labels)
+        return self._track_predictions(
+            self._per_example_losses(logits, labels), logits, labels
+        )
 
     def _split(self, data):
-        labels = base.batch_labels(data)
-        if labels is None:
-            raise ValueError(
-                "a Classifier trains on (images, labels) batches with labels of shape "
-                f"(batch, {len(self.heads)}); this batch has images only"
-            )
-        return base.images(data), labels
+        return inputs.labelled_batch(data, "Classifier", len(self.heads))
 
     def _per_example_losses(self, logits, labels):
         """Per-example sum over heads of the cross-entropy, in nats."""
@@ -146,16 +112,15 @@ class Classifier(base.TupleConfig, keras.Model):
             ]
         )
 
-    def _track(self, per_example, logits, labels):
-        self.loss_tracker.update_state(per_example)
-        for i, tracker in enumerate(self.accuracy_trackers):
-            tracker.update_state(labels[:, i], logits[i])
-        return base.logs(self.metrics)
+    def _track_predictions(self, per_example, logits, labels):
+        for i, head in enumerate(self.class_names):
+            self.trackers[f"{head}_accuracy"].update_state(labels[:, i], logits[i])
+        return self._track(loss=per_example)
 
     def features(self, images) -> tf.Tensor:
         """(batch, feature_dim) float32 features of images in [0, 1]."""
         images = self._checked(images)
-        return base.in_batches(
+        return inputs.in_batches(
             lambda batch: self.feature_network(batch, training=False), images
         )
 
@@ -181,10 +146,4 @@ class Classifier(base.TupleConfig, keras.Model):
         return {"classify": (classify, [spec])}
 
     def _checked(self, images):
-        images = tf.convert_to_tensor(images, tf.float32)
-        if tuple(images.shape[1:]) != self.image_shape:
-            raise ValueError(
-                f"expected images of shape (batch, {', '.join(map(str, self.image_shape))}), "
-                f"got {tuple(images.shape)}"
-            )
-        return base.checked_pixels(images)
+        return inputs.checked_images(images, self.image_shape)

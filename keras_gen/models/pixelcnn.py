@@ -1,210 +1,28 @@
 """Gated PixelCNN (van den Oord et al. 2016, "Conditional Image Generation with
 PixelCNN Decoders") for binary images: an exact, autoregressive likelihood.
 
-Two stacks of convolutions keep every pixel's prediction causal in raster order.
-The vertical stack sees the rows above (its output is shifted down one row before
-the horizontal stack reads it); the horizontal stack sees the pixels to the left
-in the current row. Together they cover everything before a pixel, with none of
-the original PixelCNN's blind spot.
+The gated blocks are in `networks`; this module holds the likelihood, its
+training, and the pixel-by-pixel sampling that reuses the vertical stack's work.
 """
 
-import keras
+from typing import ClassVar
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 from keras import ops
 
 from keras_gen import losses
-from keras_gen.models import base
+from keras_gen.models import base, inputs, networks
 
 tfd = tfp.distributions
 
-# The paper's kernel sizes: a wide first layer, then 3x3 (as halves, see below).
-FIRST_KERNEL_SIZE = 7
-KERNEL_SIZE = 3
 # Samples drawn together by `generate`; more at once only costs memory.
 SAMPLING_BATCH_SIZE = 256
 
 
-def gate(features):
-    """tanh(a) * sigmoid(b) over the two halves of the channels (the paper's eq. 2)."""
-    values, gates = ops.split(features, 2, axis=-1)
-    return ops.tanh(values) * ops.sigmoid(gates)
-
-
-def shift_down(features):
-    """Move every row one down (a zero row on top), so row i holds what row i-1 held."""
-    return ops.pad(features, [[0, 0], [1, 0], [0, 0], [0, 0]])[:, :-1]
-
-
-@keras.saving.register_keras_serializable(package="keras_gen")
-class VerticalConv2D(keras.layers.Layer):
-    """A k x k convolution cut to the current row and the rows above it.
-
-    The kernel is (k // 2 + 1, k): output row i reads input rows i - k // 2 .. i,
-    all columns within k // 2. Row i includes pixels right of the current one, so
-    its output must be shifted down a row (`shift_down`) before a pixel may see it.
-
-    Args:
-        filters: output channels.
-        kernel_size: k, odd.
-    """
-
-    def __init__(self, filters: int, kernel_size: int, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
-        self.kernel_size = kernel_size
-
-    def build(self, input_shape):
-        size = self.kernel_size
-        self.kernel = self.add_weight(
-            shape=(size // 2 + 1, size, input_shape[-1], self.filters),
-            initializer="glorot_uniform",
-            name="kernel",
-        )
-        self.bias = self.add_weight(
-            shape=(self.filters,), initializer="zeros", name="bias"
-        )
-
-    def call(self, inputs):
-        half = self.kernel_size // 2
-        # Zeros above and at the sides only: no output row reads a row below it.
-        padded = ops.pad(inputs, [[0, 0], [half, 0], [half, half], [0, 0]])
-        return ops.conv(padded, self.kernel, padding="valid") + self.bias
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-        }
-
-
-MASK_TYPES = ("A", "B")
-
-
-@keras.saving.register_keras_serializable(package="keras_gen")
-class HorizontalConv2D(keras.layers.Layer):
-    """A 1 x k convolution cut to the current pixel and those left of it in its row.
-
-    Mask type "A" also hides the current pixel: the first layer, which reads the
-    image, must not see the pixel it predicts. Type "B", for every later layer,
-    keeps it: there it holds features of the pixels before it only.
-
-    Args:
-        filters: output channels.
-        kernel_size: k, odd; the kernel is (1, k // 2 + 1).
-        mask_type: "A" or "B".
-    """
-
-    def __init__(self, filters: int, kernel_size: int, mask_type: str, **kwargs):
-        super().__init__(**kwargs)
-        if mask_type not in MASK_TYPES:
-            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
-        self.filters = filters
-        self.kernel_size = kernel_size
-        self.mask_type = mask_type
-
-    def build(self, input_shape):
-        width = self.kernel_size // 2 + 1
-        self.kernel = self.add_weight(
-            shape=(1, width, input_shape[-1], self.filters),
-            initializer="glorot_uniform",
-            name="kernel",
-        )
-        self.bias = self.add_weight(
-            shape=(self.filters,), initializer="zeros", name="bias"
-        )
-        mask = np.ones((1, width, 1, 1), "float32")
-        if self.mask_type == "A":
-            mask[:, -1] = 0.0  # the last tap is the current pixel
-        self.kernel_mask = mask
-
-    def call(self, inputs):
-        padded = ops.pad(inputs, [[0, 0], [0, 0], [self.kernel_size // 2, 0], [0, 0]])
-        kernel = self.kernel * ops.cast(self.kernel_mask, self.kernel.dtype)
-        return ops.conv(padded, kernel, padding="valid") + self.bias
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "mask_type": self.mask_type,
-        }
-
-
-@keras.saving.register_keras_serializable(package="keras_gen")
-class GatedBlock(keras.layers.Layer):
-    """One gated layer of both stacks (the paper's figure 2), unconditional.
-
-    The vertical stack: v' = gate(V * v). The horizontal stack reads the vertical
-    features of the row above through a 1x1 convolution:
-    h' = h + 1x1(gate(H * h + 1x1(shift_down(V * v)))). A mask-A block has no
-    residual: its h is the image itself, and adding it back would reveal the
-    current pixel.
-
-    Args:
-        filters: channels of each stack (the gate halves 2 * filters).
-        kernel_size: k of the k x k vertical and 1 x k horizontal convolutions.
-        mask_type: "A" for the first block, "B" after it.
-    """
-
-    def __init__(self, filters: int, kernel_size: int, mask_type: str, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
-        self.kernel_size = kernel_size
-        self.mask_type = mask_type
-        self.vertical_conv = VerticalConv2D(
-            2 * filters, kernel_size, name="vertical_conv"
-        )
-        self.horizontal_conv = HorizontalConv2D(
-            2 * filters, kernel_size, mask_type, name="horizontal_conv"
-        )
-        self.vertical_to_horizontal = keras.layers.Conv2D(
-            2 * filters, 1, name="vertical_to_horizontal"
-        )
-        self.horizontal_output = keras.layers.Conv2D(
-            filters, 1, name="horizontal_output"
-        )
-
-    def build(self, input_shape):
-        self.vertical_conv.build(input_shape)
-        self.horizontal_conv.build(input_shape)
-        self.vertical_to_horizontal.build((*input_shape[:-1], 2 * self.filters))
-        self.horizontal_output.build((*input_shape[:-1], self.filters))
-
-    def vertical(self, vertical_features):
-        """The vertical stack's next features, and its link into the horizontal stack.
-
-        Row i of the link depends on rows < i only, so any pixel of row i may read it.
-        """
-        features = self.vertical_conv(vertical_features)
-        link = self.vertical_to_horizontal(shift_down(features))
-        return gate(features), link
-
-    def horizontal(self, horizontal_features, link):
-        """The horizontal stack's next features; rows are independent of each other."""
-        gated = gate(self.horizontal_conv(horizontal_features) + link)
-        output = self.horizontal_output(gated)
-        return output if self.mask_type == "A" else horizontal_features + output
-
-    def call(self, inputs):
-        vertical_features, horizontal_features = inputs
-        vertical_features, link = self.vertical(vertical_features)
-        return vertical_features, self.horizontal(horizontal_features, link)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "mask_type": self.mask_type,
-        }
-
-
-@keras.saving.register_keras_serializable(package="keras_gen")
-class PixelCNN(base.TupleConfig, keras.Model):
+@base.family
+class PixelCNN(base.Family):
     """Gated PixelCNN of binary images: p(x) = prod_i p(x_i | x_<i), Bernoulli per pixel.
 
     The log-likelihood is exact, so `loss` is the negative log-likelihood in nats
@@ -218,22 +36,26 @@ class PixelCNN(base.TupleConfig, keras.Model):
         filters: channels of each stack.
         num_layers: gated blocks: a 7x7 mask-A block, then 3x3 mask-B blocks.
             Each pixel sees about num_layers + 2 pixels up, left and right.
-        seed: kept for the recipe; training draws no noise (the loss is exact).
 
     Example:
         model = keras_gen.models.PixelCNN(filters=32, num_layers=8)
         model.compile(optimizer="adam")
         model.fit(keras_gen.data.load("mnist", binarize=True), epochs=1)
-        nats = model.score(images)  # exact -log p(x) per image
+        nats = model.negative_log_likelihood(images)  # exact, per image
         samples = model.generate(16, seed=0)
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {base.SAMPLES, base.LIKELIHOOD, base.PREVIEW}
+    )
+    tuple_arguments: ClassVar[tuple[str, ...]] = ("image_shape",)
+    likelihood_bound: ClassVar[str] = "exact"
 
     def __init__(
         self,
         image_shape: tuple[int, int, int] = (28, 28, 1),
         filters: int = 32,
         num_layers: int = 8,
-        seed: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -249,25 +71,9 @@ class PixelCNN(base.TupleConfig, keras.Model):
         self.image_shape = image_shape
         self.filters = filters
         self.num_layers = num_layers
-        self.seed = seed
-        self.blocks = [
-            GatedBlock(
-                filters,
-                FIRST_KERNEL_SIZE if i == 0 else KERNEL_SIZE,
-                "A" if i == 0 else "B",
-                name=f"gated_block_{i}",
-            )
-            for i in range(num_layers)
-        ]
-        self.output_hidden = keras.layers.Conv2D(
-            filters, 1, activation="relu", name="output_hidden"
-        )
-        # float32 logits under a mixed-precision policy: they parameterise Bernoullis.
-        self.output_logits = keras.layers.Conv2D(
-            1, 1, dtype="float32", name="output_logits"
-        )
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
+        self.blocks = networks.build_gated_blocks(filters, num_layers)
+        self.output_hidden, self.output_logits = networks.build_pixel_logits(filters)
+        self.trackers = base.mean_trackers("loss", "bits_per_dim")
         self.build()
 
     def build(self, input_shape=None):
@@ -280,19 +86,6 @@ class PixelCNN(base.TupleConfig, keras.Model):
         self.output_hidden.build(shape)
         self.output_logits.build(shape)
         self.built = True
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "image_shape": self.image_shape,
-            "filters": self.filters,
-            "num_layers": self.num_layers,
-            "seed": self.seed,
-        }
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.bits_per_dim_tracker]
 
     def call(self, images, training=False):
         """Per-pixel logits of p(x_i = 1 | x_<i), (batch, height, width, 1)."""
@@ -325,15 +118,19 @@ class PixelCNN(base.TupleConfig, keras.Model):
 
     def log_prob(self, images) -> tf.Tensor:
         """Exact log p(x) per image in nats, for images with pixels in {0, 1}."""
-        images = base.checked_pixels(self._check_images(images))
+        images = inputs.checked_images(images, self.image_shape)
         return self._pixel_conditionals(images).log_prob(images)
 
-    def score(self, images) -> tf.Tensor:
-        """Per-example negative log-likelihood in nats: what `evaluate` averages."""
+    def negative_log_likelihood(self, images) -> tf.Tensor:
+        """Exact -log p(x) per image in nats: what `evaluate` averages as its loss."""
         return -self.log_prob(images)
 
+    def score(self, images) -> tf.Tensor:
+        """Per-example negative log-likelihood in nats (as negative_log_likelihood)."""
+        return self.negative_log_likelihood(images)
+
     def train_step(self, data):
-        images = base.images(data)
+        images = inputs.images(data)
         # Maximum likelihood: the exact negative log-likelihood, one update.
         with tf.GradientTape() as tape:
             negative_log_likelihood = self._negative_log_likelihood(
@@ -343,27 +140,25 @@ class PixelCNN(base.TupleConfig, keras.Model):
             loss = self.optimizer.scale_loss(loss)
         weights = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
-        return self._track(negative_log_likelihood)
+        return self._track_nats(negative_log_likelihood)
 
     def test_step(self, data):
-        return self._track(self._negative_log_likelihood(base.images(data)))
+        return self._track_nats(self._negative_log_likelihood(inputs.images(data)))
 
     def _negative_log_likelihood(self, images, training=False):
+        """-log p(x) of a training batch, without the public method's checks."""
         images = tf.cast(images, tf.float32)
         return -self._pixel_conditionals(images, training=training).log_prob(images)
 
-    def _track(self, negative_log_likelihood):
-        self.loss_tracker.update_state(negative_log_likelihood)
+    def _track_nats(self, negative_log_likelihood):
         pixels = float(np.prod(self.image_shape))
-        self.bits_per_dim_tracker.update_state(
-            negative_log_likelihood / (pixels * np.log(2.0))
+        return self._track(
+            loss=negative_log_likelihood,
+            bits_per_dim=negative_log_likelihood / (pixels * np.log(2.0)),
         )
-        return base.logs(self.metrics)
 
-    def generate(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
-        """`num_samples` binary float32 images, pixel by pixel; the same seed, the same images."""
-        if int(num_samples) < 1:
-            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    def _sample(self, num_samples, seed, labels) -> tf.Tensor:
+        """Binary float32 images, pixel by pixel; the same seed, the same images."""
         if seed is None:
             seed = tf.random.uniform([], maxval=2**62, dtype=tf.int64)
         return self.sample_from_noise(self.sampling_noise(num_samples, seed))
@@ -454,51 +249,12 @@ class PixelCNN(base.TupleConfig, keras.Model):
 
         The first is also `serving_default`.
         """
+
+        def score(images, labels):
+            return {"negative_log_likelihood": self.negative_log_likelihood(images)}
+
         images = tf.TensorSpec([None, *self.image_shape], tf.float32, name="images")
         return {
-            "score": (
-                lambda images: {"negative_log_likelihood": self.score(images)},
-                [images],
-            ),
+            "score": self._endpoint(score, images),
             "sample": self._sample_endpoint(),
         }
-
-    def _sample_endpoint(self):
-        """`sample(num_samples, seed)`: the images `generate(num_samples, seed)` gives.
-
-        base.sample_endpoint's bounds, refused at the signature before any work;
-        the images come from pixel noise rather than latents.
-        """
-
-        def sample(num_samples, seed):
-            checks = [
-                tf.debugging.assert_positive(
-                    num_samples, message="num_samples must be at least 1"
-                ),
-                tf.debugging.assert_less_equal(
-                    num_samples,
-                    base.MAX_EXPORTED_SAMPLES,
-                    message=f"num_samples must be at most {base.MAX_EXPORTED_SAMPLES}; "
-                    "ask several times for more",
-                ),
-            ]
-            with tf.control_dependencies(checks):
-                num_samples = tf.identity(num_samples)
-            return {
-                "images": self.sample_from_noise(self.sampling_noise(num_samples, seed))
-            }
-
-        signature = [
-            tf.TensorSpec([], tf.int32, name="num_samples"),
-            tf.TensorSpec([], tf.int64, name="seed"),
-        ]
-        return sample, signature
-
-    def _check_images(self, images):
-        images = tf.convert_to_tensor(images, tf.float32)
-        if images.shape.rank != 4 or tuple(images.shape[1:]) != self.image_shape:
-            raise ValueError(
-                f"expected images of shape (batch, {', '.join(map(str, self.image_shape))}), "
-                f"got {tuple(images.shape)}"
-            )
-        return images

@@ -1,0 +1,473 @@
+"""Network builders: the layers of every family, apart from the algorithms that train them.
+
+A family module holds its training algorithm (train_step, losses, trackers) and
+builds its networks here; variants of a network (a DCGAN discriminator, a WGAN-GP
+critic, a projection discriminator) share their parts here.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+# DCGAN, its conditional variant and WGAN-GP (Radford et al. 2016's networks).
+
+
+def dcgan_initializer():
+    """N(0, 0.02), DCGAN's weights: a new initializer per layer, made when the model
+    is, so it is seeded by keras.utils.set_random_seed and no two layers share a draw."""
+    return keras.initializers.RandomNormal(stddev=0.02)
+
+
+def base_size(image_size: int) -> tuple[int, int]:
+    """(side, doublings): the side the generator starts from, halving `image_size`
+    while the result stays >= 4, and how many stride-2 layers reach `image_size`."""
+    size, upsamplings = image_size, 0
+    while size % 2 == 0 and size // 2 >= 4:
+        size, upsamplings = size // 2, upsamplings + 1
+    if upsamplings == 0:
+        raise ValueError(
+            f"image_size={image_size} cannot be reached by doubling from 4 or more; "
+            "use a size such as 28, 32 or 64."
+        )
+    return size, upsamplings
+
+
+def _batch_norm():
+    # synchronized: under MirroredStrategy the statistics are those of the global
+    # batch, so N replicas normalise exactly as one device would.
+    return keras.layers.BatchNormalization(
+        momentum=0.9,
+        epsilon=1e-5,
+        gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02),
+        synchronized=True,
+    )
+
+
+def build_generator(
+    latent_dim: int, image_size: int, channels: int, filters: int
+) -> keras.Sequential:
+    """Latents -> tanh images: dense to 4x4 (or 7x7), then stride-2 transposed convs."""
+    size, upsamplings = base_size(image_size)
+    width = filters * 2 ** (upsamplings - 1)
+    layers = [
+        keras.Input((latent_dim,)),
+        keras.layers.Dense(
+            size * size * width, use_bias=False, kernel_initializer=dcgan_initializer()
+        ),
+        keras.layers.Reshape((size, size, width)),
+        _batch_norm(),
+        keras.layers.ReLU(),
+    ]
+    for i in range(upsamplings - 1):
+        layers += [
+            keras.layers.Conv2DTranspose(
+                width // 2 ** (i + 1),
+                4,
+                strides=2,
+                padding="same",
+                use_bias=False,
+                kernel_initializer=dcgan_initializer(),
+            ),
+            _batch_norm(),
+            keras.layers.ReLU(),
+        ]
+    layers.append(
+        keras.layers.Conv2DTranspose(
+            channels,
+            4,
+            strides=2,
+            padding="same",
+            activation="tanh",
+            dtype="float32",  # outputs stay float32 under a mixed-precision policy
+            kernel_initializer=dcgan_initializer(),
+        )
+    )
+    return keras.Sequential(layers, name="generator")
+
+
+def discriminator_body(image_size: int, filters: int, normalization=None) -> list:
+    """The layers DCGAN-style discriminators share: stride-2 4x4 convs doubling in
+    width, each but the first normalized (Radford et al.: not the input layer),
+    LeakyReLU. `normalization` makes a layer (default: synchronized batch norm)."""
+    _, downsamplings = base_size(image_size)
+    layers = []
+    for i in range(downsamplings):
+        layers.append(
+            keras.layers.Conv2D(
+                filters * 2**i,
+                4,
+                strides=2,
+                padding="same",
+                use_bias=i == 0,
+                kernel_initializer=dcgan_initializer(),
+            )
+        )
+        if i > 0:
+            layers.append((normalization or _batch_norm)())
+        layers.append(keras.layers.LeakyReLU(0.2))
+    return layers
+
+
+def build_discriminator(
+    image_size: int, channels: int, filters: int
+) -> keras.Sequential:
+    """Images in [-1, 1] -> one logit: `discriminator_body`, then a valid conv."""
+    size, _ = base_size(image_size)
+    layers = [
+        keras.Input((image_size, image_size, channels)),
+        *discriminator_body(image_size, filters),
+        keras.layers.Conv2D(
+            1,
+            size,
+            padding="valid",
+            kernel_initializer=dcgan_initializer(),
+            dtype="float32",
+        ),
+        keras.layers.Flatten(dtype="float32"),  # or mixed precision casts back
+    ]
+    return keras.Sequential(layers, name="discriminator")
+
+
+def build_projection_discriminator(
+    image_size: int, channels: int, filters: int, num_classes: int
+) -> keras.Model:
+    """(images in [-1, 1], labels (batch, 1)) -> logits psi(phi(x)) + embed(y) . phi(x).
+
+    phi is the DCGAN discriminator's convolutions, flattened, and psi its linear
+    read-out (a valid convolution over the whole map is a dense layer on the
+    flattened map): with the class embedding at zero this is DCGAN's discriminator.
+    """
+    size, downsamplings = base_size(image_size)
+    images = keras.Input((image_size, image_size, channels), name="images")
+    labels = keras.Input((1,), dtype="int32", name="labels")
+    hidden = images
+    for layer in discriminator_body(image_size, filters):
+        hidden = layer(hidden)
+    features = keras.layers.Flatten(name="features")(hidden)
+    # float32 from here on under a mixed-precision policy: these are the logits.
+    unconditional = keras.layers.Dense(
+        1, kernel_initializer=dcgan_initializer(), dtype="float32", name="psi"
+    )(features)
+    embedded = keras.layers.Embedding(
+        num_classes,
+        size * size * filters * 2 ** (downsamplings - 1),
+        embeddings_initializer=dcgan_initializer(),
+        dtype="float32",
+        name="class_embedding",
+    )(labels)
+    projection = keras.layers.Dot(axes=1, dtype="float32", name="projection")(
+        [keras.layers.Flatten(dtype="float32")(embedded), features]
+    )
+    logits = keras.layers.Add(dtype="float32", name="logits")(
+        [unconditional, projection]
+    )
+    return keras.Model([images, labels], logits, name="discriminator")
+
+
+def build_critic(image_size: int, channels: int, filters: int) -> keras.Sequential:
+    """Images in [-1, 1] -> one unbounded score: the DCGAN discriminator's convolutions.
+
+    Layer normalization replaces batch normalization, as Gulrajani et al. advise:
+    the penalty constrains the gradient of each example's score with respect to
+    that example alone, which batch statistics would couple to the rest of the
+    batch (and make depend on the replica count). GroupNormalization with one
+    group is their layer norm: statistics over height, width and channels of each
+    image, one scale and offset per channel.
+    """
+    size, _ = base_size(image_size)
+    layers = [
+        keras.Input((image_size, image_size, channels)),
+        *discriminator_body(
+            image_size,
+            filters,
+            lambda: keras.layers.GroupNormalization(groups=1, epsilon=1e-5),
+        ),
+    ]
+    layers += [
+        # No bias: the critic's losses depend on score differences only, so a
+        # bias would never receive a gradient.
+        keras.layers.Conv2D(
+            1,
+            size,
+            padding="valid",
+            use_bias=False,
+            kernel_initializer=dcgan_initializer(),
+            dtype="float32",
+        ),
+        # float32 too: a mixed-precision Flatten would cast the scores to float16.
+        keras.layers.Flatten(dtype="float32"),
+    ]
+    return keras.Sequential(layers, name="critic")
+
+
+# The VAE's (and the conditional VAE's, with wider inputs).
+
+
+def build_encoder(image_shape, filters, latent_dim: int) -> keras.Sequential:
+    """Images -> 2 * latent_dim numbers: the posterior's mean and raw scale."""
+    layers = [keras.Input(image_shape)]
+    for width in filters:
+        layers.append(
+            keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")
+        )
+    # float32 outputs under a mixed-precision policy: they parameterise distributions.
+    layers += [
+        keras.layers.Flatten(),
+        keras.layers.Dense(2 * latent_dim, dtype="float32"),
+    ]
+    return keras.Sequential(layers, name="encoder")
+
+
+def build_decoder(image_shape, filters, latent_dim: int) -> keras.Sequential:
+    """Latents -> per-pixel parameters (Bernoulli logits or Gaussian means)."""
+    height, width, channels = image_shape
+    scale = 2 ** len(filters)
+    if height % scale or width % scale:
+        raise ValueError(
+            f"image_shape {tuple(image_shape)} must be divisible by 2**len(filters) = {scale}"
+        )
+    layers = [
+        keras.Input((latent_dim,)),
+        keras.layers.Dense(
+            height // scale * width // scale * filters[-1], activation="relu"
+        ),
+        keras.layers.Reshape((height // scale, width // scale, filters[-1])),
+    ]
+    for width_ in reversed(filters):
+        layers.append(
+            keras.layers.Conv2DTranspose(
+                width_, 3, strides=2, padding="same", activation="relu"
+            )
+        )
+    layers.append(keras.layers.Conv2D(channels, 3, padding="same", dtype="float32"))
+    return keras.Sequential(layers, name="decoder")
+
+
+# The classifier's.
+
+
+def build_features(image_shape, filters, feature_dim: int) -> keras.Sequential:
+    """Images -> feature_dim features: per width, a 3x3 conv then a stride-2 3x3 conv."""
+    layers = [keras.Input(image_shape)]
+    for width in filters:
+        for strides in (1, 2):
+            layers += [
+                keras.layers.Conv2D(width, 3, strides=strides, padding="same"),
+                # Momentum 0.9: moving statistics that catch up within a short run.
+                keras.layers.BatchNormalization(momentum=0.9, synchronized=True),
+                keras.layers.ReLU(),
+            ]
+    layers += [
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(feature_dim, activation="relu", dtype="float32"),
+    ]
+    return keras.Sequential(layers, name="features")
+
+
+# Gated PixelCNN (van den Oord et al. 2016): two stacks of convolutions keep every
+# pixel's prediction causal in raster order. The vertical stack sees the rows above
+# (its output is shifted down one row before the horizontal stack reads it); the
+# horizontal stack sees the pixels to the left in the current row. Together they
+# cover everything before a pixel, with none of the original PixelCNN's blind spot.
+
+# The paper's kernel sizes: a wide first layer, then 3x3 (as halves, see below).
+FIRST_KERNEL_SIZE = 7
+KERNEL_SIZE = 3
+
+
+def gate(features):
+    """tanh(a) * sigmoid(b) over the two halves of the channels (the paper's eq. 2)."""
+    values, gates = ops.split(features, 2, axis=-1)
+    return ops.tanh(values) * ops.sigmoid(gates)
+
+
+def shift_down(features):
+    """Move every row one down (a zero row on top), so row i holds what row i-1 held."""
+    return ops.pad(features, [[0, 0], [1, 0], [0, 0], [0, 0]])[:, :-1]
+
+
+@keras.saving.register_keras_serializable(package="keras_gen")
+class VerticalConv2D(keras.layers.Layer):
+    """A k x k convolution cut to the current row and the rows above it.
+
+    The kernel is (k // 2 + 1, k): output row i reads input rows i - k // 2 .. i,
+    all columns within k // 2. Row i includes pixels right of the current one, so
+    its output must be shifted down a row (`shift_down`) before a pixel may see it.
+
+    Args:
+        filters: output channels.
+        kernel_size: k, odd.
+    """
+
+    def __init__(self, filters: int, kernel_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+
+    def build(self, input_shape):
+        size = self.kernel_size
+        self.kernel = self.add_weight(
+            shape=(size // 2 + 1, size, input_shape[-1], self.filters),
+            initializer="glorot_uniform",
+            name="kernel",
+        )
+        self.bias = self.add_weight(
+            shape=(self.filters,), initializer="zeros", name="bias"
+        )
+
+    def call(self, inputs):
+        half = self.kernel_size // 2
+        # Zeros above and at the sides only: no output row reads a row below it.
+        padded = ops.pad(inputs, [[0, 0], [half, 0], [half, half], [0, 0]])
+        return ops.conv(padded, self.kernel, padding="valid") + self.bias
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+        }
+
+
+MASK_TYPES = ("A", "B")
+
+
+@keras.saving.register_keras_serializable(package="keras_gen")
+class HorizontalConv2D(keras.layers.Layer):
+    """A 1 x k convolution cut to the current pixel and those left of it in its row.
+
+    Mask type "A" also hides the current pixel: the first layer, which reads the
+    image, must not see the pixel it predicts. Type "B", for every later layer,
+    keeps it: there it holds features of the pixels before it only.
+
+    Args:
+        filters: output channels.
+        kernel_size: k, odd; the kernel is (1, k // 2 + 1).
+        mask_type: "A" or "B".
+    """
+
+    def __init__(self, filters: int, kernel_size: int, mask_type: str, **kwargs):
+        super().__init__(**kwargs)
+        if mask_type not in MASK_TYPES:
+            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.mask_type = mask_type
+
+    def build(self, input_shape):
+        width = self.kernel_size // 2 + 1
+        self.kernel = self.add_weight(
+            shape=(1, width, input_shape[-1], self.filters),
+            initializer="glorot_uniform",
+            name="kernel",
+        )
+        self.bias = self.add_weight(
+            shape=(self.filters,), initializer="zeros", name="bias"
+        )
+        mask = np.ones((1, width, 1, 1), "float32")
+        if self.mask_type == "A":
+            mask[:, -1] = 0.0  # the last tap is the current pixel
+        self.kernel_mask = mask
+
+    def call(self, inputs):
+        padded = ops.pad(inputs, [[0, 0], [0, 0], [self.kernel_size // 2, 0], [0, 0]])
+        kernel = self.kernel * ops.cast(self.kernel_mask, self.kernel.dtype)
+        return ops.conv(padded, kernel, padding="valid") + self.bias
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "mask_type": self.mask_type,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_gen")
+class GatedBlock(keras.layers.Layer):
+    """One gated layer of both stacks (the paper's figure 2), unconditional.
+
+    The vertical stack: v' = gate(V * v). The horizontal stack reads the vertical
+    features of the row above through a 1x1 convolution:
+    h' = h + 1x1(gate(H * h + 1x1(shift_down(V * v)))). A mask-A block has no
+    residual: its h is the image itself, and adding it back would reveal the
+    current pixel.
+
+    Args:
+        filters: channels of each stack (the gate halves 2 * filters).
+        kernel_size: k of the k x k vertical and 1 x k horizontal convolutions.
+        mask_type: "A" for the first block, "B" after it.
+    """
+
+    def __init__(self, filters: int, kernel_size: int, mask_type: str, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.mask_type = mask_type
+        self.vertical_conv = VerticalConv2D(
+            2 * filters, kernel_size, name="vertical_conv"
+        )
+        self.horizontal_conv = HorizontalConv2D(
+            2 * filters, kernel_size, mask_type, name="horizontal_conv"
+        )
+        self.vertical_to_horizontal = keras.layers.Conv2D(
+            2 * filters, 1, name="vertical_to_horizontal"
+        )
+        self.horizontal_output = keras.layers.Conv2D(
+            filters, 1, name="horizontal_output"
+        )
+
+    def build(self, input_shape):
+        self.vertical_conv.build(input_shape)
+        self.horizontal_conv.build(input_shape)
+        self.vertical_to_horizontal.build((*input_shape[:-1], 2 * self.filters))
+        self.horizontal_output.build((*input_shape[:-1], self.filters))
+
+    def vertical(self, vertical_features):
+        """The vertical stack's next features, and its link into the horizontal stack.
+
+        Row i of the link depends on rows < i only, so any pixel of row i may read it.
+        """
+        features = self.vertical_conv(vertical_features)
+        link = self.vertical_to_horizontal(shift_down(features))
+        return gate(features), link
+
+    def horizontal(self, horizontal_features, link):
+        """The horizontal stack's next features; rows are independent of each other."""
+        gated = gate(self.horizontal_conv(horizontal_features) + link)
+        output = self.horizontal_output(gated)
+        return output if self.mask_type == "A" else horizontal_features + output
+
+    def call(self, inputs):
+        vertical_features, horizontal_features = inputs
+        vertical_features, link = self.vertical(vertical_features)
+        return vertical_features, self.horizontal(horizontal_features, link)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "mask_type": self.mask_type,
+        }
+
+
+def build_gated_blocks(filters: int, num_layers: int) -> list:
+    """A 7x7 mask-A block (it reads the image), then 3x3 mask-B blocks."""
+    return [
+        GatedBlock(
+            filters,
+            FIRST_KERNEL_SIZE if i == 0 else KERNEL_SIZE,
+            "A" if i == 0 else "B",
+            name=f"gated_block_{i}",
+        )
+        for i in range(num_layers)
+    ]
+
+
+def build_pixel_logits(filters: int) -> tuple:
+    """The layers after the stacks: a 1x1 ReLU conv, then one logit per pixel."""
+    hidden = keras.layers.Conv2D(filters, 1, activation="relu", name="output_hidden")
+    # float32 logits under a mixed-precision policy: they parameterise Bernoullis.
+    logits = keras.layers.Conv2D(1, 1, dtype="float32", name="output_logits")
+    return hidden, logits
