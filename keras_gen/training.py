@@ -80,8 +80,9 @@ class _TrainingState(keras.callbacks.Callback):
         """Load this run's last checkpoint into `model`, if there is one; return its step."""
         if not self._check_identity():
             return step(model)
-        progress = json.loads((self.folder / "progress.json").read_text())
-        self.previous_wall_time = progress["wall_time_s"]
+        progress = self.folder / "progress.json"  # written just after the weights
+        if progress.is_file():
+            self.previous_wall_time = json.loads(progress.read_text())["wall_time_s"]
         model.load_weights(self.folder / self.WEIGHTS)
         self.saved_step = step(model)
         return self.saved_step

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from keras_gen import data, images, zoo
+from keras_gen import _files, data, images, zoo
 
 FILE = "traversal.png"
 
@@ -55,7 +55,10 @@ def main(argv=None) -> int:
     )
     decoded, dimensions = traversal(zoo.load(args.preset), next(iter(test)))
     folder = zoo.path(args.preset)
-    images.write_png(folder / FILE, decoded, columns=9)
+    # The figure the card lists, in keras_gen's own preset folder: replace it.
+    images.write_png(
+        folder / FILE, decoded, columns=9, overwrite=_files.is_marked(folder)
+    )
     command = shlex.join(["python", "tools/latent_traversal.py", *sys.argv[1:]])
     figure = {
         "file": FILE,
