@@ -205,10 +205,10 @@ class TensorBoard(keras.callbacks.Callback):
     """TensorBoard logs a GAN or VAE needs, which keras.callbacks.TensorBoard misses.
 
     Every tracked metric per step (`step/...`) and per epoch (`epoch/...`), the
-    learning rate of every optimizer (a GAN has two), a sample grid drawn with the
-    same seed every epoch, for VAEs the reconstructions of a fixed batch, and the
-    run's hyperparameters (HParams plugin). Steps are optimizer iterations, so a
-    resumed run continues its curves.
+    learning rate of every optimizer (a GAN has two), what the model's `preview`
+    shows after every epoch (a sample grid drawn with the same seed; for VAEs the
+    reconstructions of a fixed batch), and the run's hyperparameters (HParams
+    plugin). Steps are optimizer iterations, so a resumed run continues its curves.
     """
 
     def __init__(self, logdir: str | os.PathLike, hparams: dict, reference_images=None):
