@@ -22,6 +22,7 @@ import math
 import os
 import re
 import struct
+import sys
 import tarfile
 import zipfile
 import zlib
@@ -193,6 +194,12 @@ def _load(name, split, *, source, download, labels):
         if not download:
             tried.append("TFDS (not tried: download=False)")
         else:
+            # Offline, TFDS retries for minutes before it gives up: say what it does.
+            print(
+                f"no local copy of {name!r}; downloading it with TFDS "
+                f"{dataset.tfds_name!r} (needs network access)",
+                file=sys.stderr,
+            )
             try:
                 return _from_tfds(dataset, split, labels)
             except Exception as error:  # noqa: BLE001 - reported below with every source tried
