@@ -40,7 +40,7 @@ def sha256(path: str | os.PathLike) -> str:
 
 
 def _kind(path: Path) -> str:
-    """ "missing", "link", "file", "folder", or the name of a special file."""
+    """ "missing", "symbolic link", "file", "folder", or a special file's kind."""
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
@@ -77,19 +77,36 @@ def _refuse(path: Path, what: str) -> None:
     )
 
 
-def claim_folder(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Check that `path` may become a folder keras_gen writes; raise OverwriteError if not."""
+def _claim(path, overwrite: bool, ours: Callable[[Path, str], bool]) -> Path:
+    """`path` if keras_gen may write there: missing, `ours`, or `overwrite`.
+
+    `ours(path, kind)` says whether keras_gen wrote what is there. Special files
+    are refused even with `overwrite`.
+    """
     path = Path(path)
     _check_parent(path)
     kind = _kind(path)
-    if kind in ("file", "symbolic link", "folder", "missing"):
-        if kind == "folder" and (is_marked(path) or not any(path.iterdir())):
-            return path
-        if kind != "missing" and not overwrite:
-            _refuse(path, "a folder" if kind == "folder" else f"a {kind}")
-        return path
-    raise OverwriteError(
-        f"refusing {path}: it is a {kind}; keras_gen never writes through or replaces one"
+    if kind not in ("missing", "file", "folder", "symbolic link"):
+        raise OverwriteError(
+            f"refusing {path}: it is a {kind}; keras_gen never writes through or "
+            "replaces one"
+        )
+    if kind != "missing" and not overwrite and not ours(path, kind):
+        _refuse(path, f"a {kind}")
+    return path
+
+
+def claim_folder(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Check that `path` may become a folder keras_gen writes; raise OverwriteError if not.
+
+    keras_gen's own folders hold its marker; an empty folder holds nothing to lose.
+    """
+    return _claim(
+        path,
+        overwrite,
+        lambda found, kind: (
+            kind == "folder" and (is_marked(found) or not any(found.iterdir()))
+        ),
     )
 
 
@@ -102,23 +119,14 @@ def claim_file(
 
     `signed` tells, from the file's first 4 KiB, whether keras_gen wrote it.
     """
-    path = Path(path)
-    _check_parent(path)
-    kind = _kind(path)
-    if kind == "missing":
-        return path
-    if kind == "file":
-        with open(path, "rb") as file:
-            if signed(file.read(4096)) or overwrite:
-                return path
-        _refuse(path, "a file")
-    if kind in ("folder", "symbolic link"):
-        if not overwrite:
-            _refuse(path, f"a {kind}")
-        return path
-    raise OverwriteError(
-        f"refusing {path}: it is a {kind}; keras_gen never writes through or replaces one"
+    return _claim(
+        path, overwrite, lambda found, kind: kind == "file" and signed(_head(found))
     )
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as file:
+        return file.read(4096)
 
 
 def is_marked(folder: Path) -> bool:

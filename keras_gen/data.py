@@ -168,6 +168,33 @@ def load_labels(
     return _load(name, split, source=source, download=True, labels=True)
 
 
+class Splits:
+    """A dataset's splits, each loaded once however many readers ask for it.
+
+    `training.train` loads its training split through one and hands it to
+    `evaluation.evaluate`, so measuring a freshly trained model loads nothing twice.
+    """
+
+    def __init__(self, dataset: str, source: str | os.PathLike | None = None):
+        self.dataset, self.source = dataset, source
+        self._images, self._labels = {}, {}
+
+    def images(self, split: str) -> np.ndarray:
+        if split not in self._images:
+            self._images[split] = load_images(self.dataset, split, source=self.source)
+        return self._images[split]
+
+    def labels(self, split: str) -> np.ndarray | None:
+        """The split's labels, or None where the source has none; bad labels raise."""
+        if split not in self._labels:
+            try:
+                found = load_labels(self.dataset, split, source=self.source)
+            except DataSourceError:
+                found = None
+            self._labels[split] = found
+        return self._labels[split]
+
+
 def class_names(name: str) -> dict[str, tuple[str, ...]]:
     """Head name -> class names of a dataset's labels."""
     _check_choice(name, tuple(CLASSES), "dataset")

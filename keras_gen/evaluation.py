@@ -26,47 +26,13 @@ MEMORISATION_TRAIN_IMAGES = 10000  # training images searched for nearest neighb
 TIMED_SAMPLES = 64
 
 
-class Splits:
-    """A dataset's splits, each loaded once however many sections read it.
-
-    `train` hands over the arrays it trained on, so measuring a freshly trained
-    model does not load them again.
-    """
-
-    def __init__(self, dataset: str, source=None, **loaded):
-        self.dataset, self.source = dataset, source
-        self._images = {k: v for k, v in loaded.items() if not k.endswith("_labels")}
-        self._labels = {
-            k.removesuffix("_labels"): v
-            for k, v in loaded.items()
-            if k.endswith("_labels")
-        }
-
-    def images(self, split: str) -> np.ndarray:
-        if split not in self._images:
-            self._images[split] = data.load_images(
-                self.dataset, split, source=self.source
-            )
-        return self._images[split]
-
-    def labels(self, split: str) -> np.ndarray | None:
-        """The split's labels, or None where the source has none; bad labels raise."""
-        if split not in self._labels:
-            try:
-                found = data.load_labels(self.dataset, split, source=self.source)
-            except data.DataSourceError:
-                found = None
-            self._labels[split] = found
-        return self._labels[split]
-
-
 @dataclasses.dataclass
 class _Run:
     """What every section of one evaluation shares."""
 
     model: keras.Model
     spec: dict
-    splits: Splits
+    splits: data.Splits
     num_samples: int
     seed: int
     reference: str
@@ -91,7 +57,7 @@ def evaluate(
     data_source: str | os.PathLike | None = None,
     feature_extractor: str = "auto",
     reference: str = "train",
-    splits: Splits | None = None,
+    splits: data.Splits | None = None,
 ) -> dict:
     """Measure `model` on its dataset; a report whose "metrics" go into the card.
 
@@ -115,7 +81,7 @@ def evaluate(
     run = _Run(
         model,
         data_spec,
-        splits or Splits(dataset, data_source),
+        splits or data.Splits(dataset, data_source),
         num_samples,
         seed,
         reference,

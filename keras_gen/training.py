@@ -367,7 +367,7 @@ def train(
         preset, output, epochs, steps_per_epoch, batch_size, data_source, seed
     )
     recipe = _run_recipe(recipe, seed)
-    splits = evaluation.Splits(recipe["data"]["dataset"], data_source)
+    splits = data.Splits(recipe["data"]["dataset"], data_source)
     train_images, train_labels = _training_data(recipe["data"], splits)
     settings = _settings(preset, recipe, train_images, train_labels, distribution)
     settings.update(
