@@ -95,8 +95,8 @@ def test_registered_for_keras_and_in_the_family_registry():
         "image_size",
         "channels",
         "latent_dim",
-        "generator_filters",
         "seed",
+        "generator_filters",
         "discriminator_filters",
     ]
     with pytest.raises(TypeError):

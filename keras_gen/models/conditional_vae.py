@@ -4,8 +4,8 @@ from typing import ClassVar
 
 import tensorflow as tf
 
-from keras_gen.models import base, conditioning, networks
-from keras_gen.models.vae import VAE
+from keras_gen.models import base, conditioning
+from keras_gen.models.vae import NETWORKS, VAE
 
 
 @base.family
@@ -25,7 +25,7 @@ class ConditionalVAE(VAE):
             label is the position of its name, and the order of the heads is the
             order of the label columns.
         **kwargs: the VAE's arguments: image_shape, latent_dim, filters,
-            likelihood, beta, seed.
+            likelihood, beta, seed, network.
 
     Example:
         model = keras_gen.ConditionalVAE(
@@ -48,14 +48,13 @@ class ConditionalVAE(VAE):
     def _build_networks(self) -> tuple:
         height, width, channels = self.image_shape
         code_size = conditioning.code_size(self.conditions)
+        build_encoder, build_decoder = NETWORKS[self.network]
         return (
-            networks.build_encoder(
+            build_encoder(
                 (height, width, channels + code_size), self.filters, self.latent_dim
             ),
             # The decoder reads the latents and the one-hot codes side by side.
-            networks.build_decoder(
-                self.image_shape, self.filters, self.latent_dim + code_size
-            ),
+            build_decoder(self.image_shape, self.filters, self.latent_dim + code_size),
         )
 
     def _encoder_inputs(self, images, labels):

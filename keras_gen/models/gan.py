@@ -5,7 +5,8 @@ from typing import ClassVar
 import keras
 import tensorflow as tf
 
-from keras_gen.models import base
+from keras_gen import losses
+from keras_gen.models import base, noise
 
 
 class GAN(base.LatentFamily):
@@ -21,8 +22,6 @@ class GAN(base.LatentFamily):
         image_size: side of the square images; 28, 32 and 64 all work.
         channels: 1 for grayscale, 3 for RGB.
         latent_dim: size of the generator's input noise.
-        generator_filters: width of the generator's last hidden layer; the layers
-            before it double it.
         seed: fixes the training noise: step t draws the same latents whatever
             the number of replicas.
     """
@@ -35,7 +34,6 @@ class GAN(base.LatentFamily):
         image_size: int = 64,
         channels: int = 3,
         latent_dim: int = 100,
-        generator_filters: int = 64,
         seed: int = 0,
         **kwargs,
     ):
@@ -43,7 +41,6 @@ class GAN(base.LatentFamily):
         self.image_size = image_size
         self.channels = channels
         self.latent_dim = latent_dim
-        self.generator_filters = generator_filters
         self.seed = seed
         for optimizer in self.network_optimizers:
             setattr(self, optimizer, None)  # set by compile
@@ -110,6 +107,141 @@ class GAN(base.LatentFamily):
                 for key, value in config.items()
                 if key in self.network_optimizers
             }
+        )
+
+
+class NonSaturatingGAN(GAN):
+    """The original GAN's algorithm (Goodfellow et al. 2014), non-saturating loss.
+
+    Trains on images in [0, 1] (batches of images, or `(images, anything)`
+    tuples), one discriminator and one generator update per batch, each network
+    with its own optimizer. A family writes `_build_networks`; a conditional one
+    also `_generator_inputs` and `_discriminator_inputs`.
+    """
+
+    network_optimizers: ClassVar[dict[str, str]] = {
+        "generator_optimizer": "generator",
+        "discriminator_optimizer": "discriminator",
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)  # the GAN's arguments
+        self.generator, self.discriminator = self._build_networks()
+        # d_real and d_fake: the discriminator's mean probability that an image is real.
+        self.trackers = base.mean_trackers(
+            "generator_loss", "discriminator_loss", "d_real", "d_fake"
+        )
+        self.build()
+
+    def _build_networks(self) -> tuple:
+        """The generator (latents -> tanh images) and discriminator (-> one logit)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement _build_networks"
+        )
+
+    def _discriminator_inputs(self, images, labels):
+        """What the discriminator reads; a conditional subclass adds its labels."""
+        return images
+
+    def compile(
+        self,
+        generator_optimizer: keras.optimizers.Optimizer | str | None = None,
+        discriminator_optimizer: keras.optimizers.Optimizer | str | None = None,
+        **kwargs,
+    ):
+        """Set one optimizer per network (default: Adam(2e-4, beta_1=0.5) each)."""
+        self._compile_networks(
+            {
+                "generator_optimizer": generator_optimizer,
+                "discriminator_optimizer": discriminator_optimizer,
+            },
+            lambda name: keras.optimizers.Adam(2e-4, beta_1=0.5),
+            **kwargs,
+        )
+
+    def train_step(self, data):
+        real, labels = self._tanh_batch(data)
+        seed = noise.step_seed(self.seed, self.discriminator_optimizer.iterations, 0)
+        latents = noise.replica_normal(tf.shape(real)[0], [self.latent_dim], seed)
+
+        # 1. Generate once, of the batch's classes if conditional; this pass serves
+        # both updates, as in the reference DCGAN.
+        with tf.GradientTape() as generator_tape:
+            fake = self._generate(latents, labels, training=True)
+
+        # 2. Update the discriminator on real and generated images.
+        discriminator_losses, real_logits, fake_logits = self._update_discriminator(
+            real, fake, labels
+        )
+
+        # 3. Update the generator against the updated discriminator.
+        generator_losses = self._update_generator(generator_tape, fake, labels)
+        return self._track_losses(
+            discriminator_losses, generator_losses, real_logits, fake_logits
+        )
+
+    def _discriminate(self, images, labels, training=False):
+        """Logits (batch, 1) of images in the tanh range."""
+        return self.discriminator(
+            self._discriminator_inputs(images, labels), training=training
+        )
+
+    def _update_discriminator(self, real, fake, labels) -> tuple:
+        """One discriminator step; (per-example losses, real logits, fake logits)."""
+        weights = self.discriminator.trainable_variables
+        with tf.GradientTape() as tape:
+            real_logits = self._discriminate(real, labels, training=True)
+            fake_logits = self._discriminate(fake, labels, training=True)
+            per_example = losses.gan_discriminator_losses(real_logits, fake_logits)
+            loss = losses.average_over_global_batch(per_example)
+            loss = self.discriminator_optimizer.scale_loss(loss)
+        gradients = tape.gradient(loss, weights)
+        self.discriminator_optimizer.apply_gradients(zip(gradients, weights))
+        return per_example, real_logits, fake_logits
+
+    def _update_generator(self, generator_tape, fake, labels) -> tf.Tensor:
+        """One generator step through the images `generator_tape` recorded.
+
+        The chain rule is taken in two steps (loss -> images -> generator weights),
+        so no tape stays open across the discriminator's update and its
+        cross-replica reductions. Returns the per-example losses.
+        """
+        weights = self.generator.trainable_variables
+        with tf.GradientTape() as image_tape:
+            image_tape.watch(fake)
+            per_example = losses.gan_generator_losses(
+                self._discriminate(fake, labels, training=True)
+            )
+            loss = losses.average_over_global_batch(per_example)
+            loss = self.generator_optimizer.scale_loss(loss)
+        gradients = generator_tape.gradient(
+            fake, weights, output_gradients=image_tape.gradient(loss, fake)
+        )
+        self.generator_optimizer.apply_gradients(zip(gradients, weights))
+        return per_example
+
+    def test_step(self, data):
+        real, labels = self._tanh_batch(data)
+        seed = noise.step_seed(self.seed, -1, 0)
+        latents = noise.replica_normal(tf.shape(real)[0], [self.latent_dim], seed)
+        fake = self._generate(latents, labels, training=False)
+        real_logits = self._discriminate(real, labels)
+        fake_logits = self._discriminate(fake, labels)
+        return self._track_losses(
+            losses.gan_discriminator_losses(real_logits, fake_logits),
+            losses.gan_generator_losses(fake_logits),
+            real_logits,
+            fake_logits,
+        )
+
+    def _track_losses(
+        self, discriminator_losses, generator_losses, real_logits, fake_logits
+    ):
+        return self._track(
+            discriminator_loss=discriminator_losses,
+            generator_loss=generator_losses,
+            d_real=tf.sigmoid(real_logits),
+            d_fake=tf.sigmoid(fake_logits),
         )
 
 

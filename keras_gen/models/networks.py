@@ -7,7 +7,10 @@ critic, a projection discriminator) share their parts here.
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
+
+from keras_gen.models import noise
 
 # DCGAN, its conditional variant and WGAN-GP (Radford et al. 2016's networks).
 
@@ -198,6 +201,112 @@ def build_critic(image_size: int, channels: int, filters: int) -> keras.Sequenti
         keras.layers.Flatten(dtype="float32"),
     ]
     return keras.Sequential(layers, name="critic")
+
+
+# The articles' multilayer perceptrons: MLPGAN's and the VAE's network="mlp".
+
+ACTIVATIONS = ("relu", "leaky_relu")
+
+
+def _activation(name: str) -> keras.layers.Layer:
+    """ReLU, or LeakyReLU with slope 0.2 (the GAN literature's, Radford et al.)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+    return keras.layers.ReLU() if name == "relu" else keras.layers.LeakyReLU(0.2)
+
+
+def build_mlp_generator(
+    latent_dim: int, image_shape, units, batch_norm: bool
+) -> keras.Sequential:
+    """Latents -> tanh images: Dense, ReLU (then batch norm if asked) per width."""
+    layers = [keras.Input((latent_dim,))]
+    for width in units:
+        layers += [keras.layers.Dense(width), keras.layers.ReLU()]
+        if batch_norm:  # after the activation, as the article has it
+            layers.append(keras.layers.BatchNormalization(synchronized=True))
+    layers += [
+        keras.layers.Dense(
+            int(np.prod(image_shape)), activation="tanh", dtype="float32"
+        ),
+        keras.layers.Reshape(tuple(image_shape), dtype="float32"),
+    ]
+    return keras.Sequential(layers, name="generator")
+
+
+def build_mlp_discriminator(
+    image_shape, units, activation: str, dropout: float, seed: int
+) -> keras.Sequential:
+    """Images -> one logit: flattened, then Dense, activation (then dropout) per width."""
+    layers = [keras.Input(tuple(image_shape)), keras.layers.Flatten()]
+    for i, width in enumerate(units):
+        layers += [keras.layers.Dense(width), _activation(activation)]
+        if dropout:
+            layers.append(ReplicaDropout(dropout, seed=seed * 1000 + i))
+    layers.append(keras.layers.Dense(1, dtype="float32"))
+    return keras.Sequential(layers, name="discriminator")
+
+
+@keras.saving.register_keras_serializable(package="keras_gen")
+class ReplicaDropout(keras.layers.Layer):
+    """Dropout whose masks are the same on one device as on N replicas together.
+
+    keras.layers.Dropout draws from a SeedGenerator that every replica copies, so
+    each replica would drop the same units of its own rows. Here each call's mask
+    is drawn for the global batch from a stateless seed (the layer's own call
+    count) and each replica keeps its rows (`noise.replica_uniform`).
+
+    Args:
+        rate: the fraction of units dropped in training.
+        seed: this layer's noise stream.
+    """
+
+    def __init__(self, rate: float, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+        self.rate = rate
+        self.seed = seed
+        self.calls = self.add_weight(
+            shape=(),
+            dtype="int64",
+            initializer="zeros",
+            trainable=False,
+            aggregation="only_first_replica",
+            name="calls",
+        )
+
+    def call(self, inputs, training=False):
+        if not training:
+            return inputs
+        self.calls.assign_add(1)
+        seed = noise.step_seed(self.seed, self.calls, 0)
+        uniform = noise.replica_uniform(tf.shape(inputs)[0], tf.shape(inputs)[1:], seed)
+        kept = tf.cast(uniform >= self.rate, inputs.dtype)
+        return inputs * kept / (1.0 - self.rate)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+def build_mlp_encoder(image_shape, units, latent_dim: int) -> keras.Sequential:
+    """Images -> 2 * latent_dim numbers: flattened, Dense and LeakyReLU per width."""
+    layers = [keras.Input(tuple(image_shape)), keras.layers.Flatten()]
+    for width in units:
+        layers += [keras.layers.Dense(width), _activation("leaky_relu")]
+    layers.append(keras.layers.Dense(2 * latent_dim, dtype="float32"))
+    return keras.Sequential(layers, name="encoder")
+
+
+def build_mlp_decoder(image_shape, units, latent_dim: int) -> keras.Sequential:
+    """Latents -> per-pixel parameters: Dense and LeakyReLU per width, mirrored."""
+    layers = [keras.Input((latent_dim,))]
+    for width in reversed(units):
+        layers += [keras.layers.Dense(width), _activation("leaky_relu")]
+    layers += [
+        keras.layers.Dense(int(np.prod(image_shape)), dtype="float32"),
+        keras.layers.Reshape(tuple(image_shape), dtype="float32"),
+    ]
+    return keras.Sequential(layers, name="decoder")
 
 
 # The VAE's (and the conditional VAE's, with wider inputs).

@@ -11,6 +11,11 @@ from keras_gen.models import base, inputs, networks, noise
 tfd = tfp.distributions
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+# network -> (encoder builder, decoder builder), each (image_shape, widths, latent_dim).
+NETWORKS = {
+    "convolutional": (networks.build_encoder, networks.build_decoder),
+    "mlp": (networks.build_mlp_encoder, networks.build_mlp_decoder),
+}
 # Importance samples K of negative_log_likelihood's default: what evaluate reports.
 IMPORTANCE_SAMPLES = 100
 
@@ -25,13 +30,16 @@ class VAE(base.LatentFamily):
     changes the hooks `_build_networks`, `_encoder_inputs` and `_decoder_inputs`.
 
     Args:
-        image_shape: (height, width, channels); height and width divisible by
-            2 ** len(filters).
+        image_shape: (height, width, channels); for the convolutional network,
+            height and width divisible by 2 ** len(filters).
         latent_dim: size of z.
-        filters: widths of the encoder's stride-2 convolutions (the decoder mirrors them).
+        filters: widths of the encoder's hidden layers (the decoder mirrors them):
+            stride-2 convolutions, or Dense layers with network="mlp".
         likelihood: "bernoulli" for binarized images, "gaussian" for continuous
             ones (the pixel scale is learned).
         beta: weight of the KL term; beta > 1 is a beta-VAE (Higgins et al. 2017).
+        network: "convolutional", or "mlp" for fully connected layers with
+            LeakyReLU (the articles' VAE).
         seed: fixes the training noise: step t draws the same noise on any number
             of replicas; evaluation always uses the same noise.
 
@@ -57,6 +65,7 @@ class VAE(base.LatentFamily):
         likelihood: str = "bernoulli",
         beta: float = 1.0,
         seed: int = 0,
+        network: str = "convolutional",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -64,12 +73,17 @@ class VAE(base.LatentFamily):
             raise ValueError(
                 f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}"
             )
+        if network not in NETWORKS:
+            raise ValueError(
+                f"network must be one of {tuple(NETWORKS)}, got {network!r}"
+            )
         self.image_shape = tuple(image_shape)
         self.latent_dim = latent_dim
         self.filters = tuple(filters)
         self.likelihood = likelihood
         self.beta = beta
         self.seed = seed
+        self.network = network
         self.encoder, self.decoder = self._build_networks()
         if likelihood == "gaussian":
             self.log_scale = self.add_weight(
@@ -80,9 +94,10 @@ class VAE(base.LatentFamily):
 
     def _build_networks(self) -> tuple:
         """The encoder and decoder; a conditional subclass widens their inputs."""
+        build_encoder, build_decoder = NETWORKS[self.network]
         return (
-            networks.build_encoder(self.image_shape, self.filters, self.latent_dim),
-            networks.build_decoder(self.image_shape, self.filters, self.latent_dim),
+            build_encoder(self.image_shape, self.filters, self.latent_dim),
+            build_decoder(self.image_shape, self.filters, self.latent_dim),
         )
 
     def _encoder_inputs(self, images, labels):

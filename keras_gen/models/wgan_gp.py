@@ -28,12 +28,13 @@ class WGANGP(gan.GAN):
     should fall as the generator improves).
 
     Args:
+        generator_filters: width of the generator's last hidden layer (DCGAN's).
         critic_filters: width of the critic's first layer.
         num_critic_steps: critic updates per generator update; the batch size
             must be a multiple of it.
         gradient_penalty_weight: lambda, the weight of the gradient penalty.
         **kwargs: the arguments every GAN takes (`gan.GAN`): image_size,
-            channels, latent_dim, generator_filters, seed.
+            channels, latent_dim, seed.
 
     Example:
         model = keras_gen.models.WGANGP(image_size=28, channels=1)
@@ -51,6 +52,7 @@ class WGANGP(gan.GAN):
     def __init__(
         self,
         *,
+        generator_filters: int = 64,
         critic_filters: int = 64,
         num_critic_steps: int = 5,
         gradient_penalty_weight: float = 10.0,
@@ -67,6 +69,7 @@ class WGANGP(gan.GAN):
                 "Gulrajani et al. use 10."
             )
         super().__init__(**kwargs)  # the GAN's arguments
+        self.generator_filters = generator_filters
         self.critic_filters = critic_filters
         self.num_critic_steps = num_critic_steps
         self.gradient_penalty_weight = gradient_penalty_weight
