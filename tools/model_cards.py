@@ -11,6 +11,15 @@ from pathlib import Path
 from keras_gen import _files, zoo
 
 BEGIN, END = "<!-- zoo table: tools/model_cards.py -->", "<!-- end zoo table -->"
+MNIST_BEGIN = "<!-- mnist table: tools/model_cards.py -->"
+MNIST_END = "<!-- end mnist table -->"
+# The columns of the MNIST comparison: heading -> how the card's metric name begins.
+MNIST_COLUMNS = {
+    "test NLL, nats": "test negative log-likelihood, nats",
+    "FID": "FID (classifier_mnist)",
+    "digits covered of 10": "digit classes covered of 10",
+    "KL(generated ‖ data digits), nats": "digit KL(generated || data classes)",
+}
 
 
 def zoo_table() -> str:
@@ -35,6 +44,61 @@ def zoo_table() -> str:
     return "\n".join(rows)
 
 
+def mnist_table() -> str:
+    """The generative MNIST presets side by side: the articles' models and the others."""
+    rows = [
+        "| preset | model | " + " | ".join(MNIST_COLUMNS) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in MNIST_COLUMNS) + " |",
+    ]
+    cards = [zoo.card(name) for name in zoo.list()]
+    cards = [
+        card
+        for card in cards
+        if card["data"]["dataset"] == "mnist" and card["model"]["class"] != "Classifier"
+    ]
+    for card in cards:
+        found = [_first_value(card, start) for start in MNIST_COLUMNS.values()]
+        name = card["name"]
+        rows.append(
+            f"| [{name}](zoo/{name}/README.md) | {_model_name(card)} | "
+            + " | ".join(found)
+            + " |"
+        )
+    # The same measures of real test images against the training set: the floor.
+    floor = "floor (real test vs train): "
+    found = [
+        next(
+            (v for card in cards if (v := _first_value(card, floor + start)) != "-"),
+            "-",
+        )
+        for start in MNIST_COLUMNS.values()
+    ]
+    rows.append("| real test images (floor) | - | " + " | ".join(found) + " |")
+    return "\n".join(rows)
+
+
+def _first_value(card: dict, start: str) -> str:
+    """The value of the card's first metric named `start`..., or "-"."""
+    for metric in card.get("metrics", []):
+        if metric["name"].startswith(start):
+            return f"{metric['value']:.4g}"
+    return "-"
+
+
+def _model_name(card: dict) -> str:
+    network = card["model"]["config"].get("network")
+    return card["model"]["class"] + (f" ({network})" if network else "")
+
+
+def _replace_between(text: str, begin: str, end: str, table: str) -> str | None:
+    """`text` with the table between the markers replaced; None if they are missing."""
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(text):
+        print(f"README.md lacks the markers {begin} ... {end}", file=sys.stderr)
+        return None
+    return pattern.sub(lambda _: f"{begin}\n{table}\n{end}", text)
+
+
 def _headline(name: str) -> bool:
     """The few numbers the table shows; the model cards list every one."""
     return (
@@ -57,13 +121,14 @@ def main() -> int:
         )
     readme = Path(__file__).resolve().parents[1] / "README.md"
     text = readme.read_text()
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
-    if not pattern.search(text):
-        print(f"README.md lacks the markers {BEGIN} ... {END}", file=sys.stderr)
-        return 1
-    _files.write_text(
-        readme, pattern.sub(lambda _: f"{BEGIN}\n{zoo_table()}\n{END}", text)
-    )
+    for begin, end, table in (
+        (BEGIN, END, zoo_table()),
+        (MNIST_BEGIN, MNIST_END, mnist_table()),
+    ):
+        text = _replace_between(text, begin, end, table)
+        if text is None:
+            return 1
+    _files.write_text(readme, text)
     return 0
 
 
