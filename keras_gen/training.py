@@ -9,6 +9,7 @@ step, so a resumed run takes exactly the steps the uninterrupted one would have.
 """
 
 import contextlib
+import copy
 import fcntl
 import hashlib
 import inspect
@@ -358,6 +359,12 @@ def train(
     run at a time may train into it.
     """
     recipe = zoo.card(preset)
+    made_by = zoo.model_class(recipe).made_by
+    if made_by is not None:
+        raise ValueError(
+            f"{recipe['model']['class']} presets are not trained from scratch by "
+            f"keras-gen train: make one with {made_by}"
+        )
     epochs, batch_size, seed = _or_recipe(recipe, epochs, batch_size, seed)
     distribution = distribution or strategy()
     _check_settings(epochs, steps_per_epoch, batch_size, seed, checkpoint_every)
@@ -503,7 +510,7 @@ def _build(recipe, seed, distribution, mixed_precision):
     try:
         with distribution.scope():
             model = zoo.build(recipe)
-            model.compile_from_config(recipe["training"]["compile"])
+            model.compile_from_config(copy.deepcopy(recipe["training"]["compile"]))
     finally:
         keras.mixed_precision.set_global_policy(policy)
     return model
@@ -602,7 +609,7 @@ def _measure_and_write(
         for name, value in final.items()
     ]
     trained = zoo.build(recipe)
-    trained.compile_from_config(recipe["training"]["compile"])
+    trained.compile_from_config(copy.deepcopy(recipe["training"]["compile"]))
     trained.set_weights(model.get_weights())
     metrics += evaluation.evaluate(
         trained, recipe["data"], command, seed=settings["seed"], splits=splits

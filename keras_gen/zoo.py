@@ -14,6 +14,7 @@ must be regular files inside its folder: symlinks are refused, not resolved.
 """
 
 import builtins
+import copy
 import difflib
 import inspect
 import json
@@ -26,7 +27,7 @@ from typing import NamedTuple
 
 import keras
 
-from keras_gen import _files, images, models
+from keras_gen import _files, export, images, models
 
 CARD = "card.json"
 WEIGHTS = "model.weights.h5"
@@ -461,7 +462,7 @@ def build(card: dict, source: str | os.PathLike = "the card") -> keras.Model:
 
 def _compile(model: keras.Model, preset_card: dict, source) -> None:
     try:
-        model.compile_from_config(preset_card["training"]["compile"])
+        model.compile_from_config(copy.deepcopy(preset_card["training"]["compile"]))
     except (TypeError, ValueError, KeyError) as error:
         raise CardError(
             f"{source}: {type(model).__name__} refuses training.compile: "
@@ -655,11 +656,14 @@ def _card_training(c: dict) -> builtins.list[str]:
 
 def _card_export(c: dict) -> builtins.list[str]:
     endpoints = builtins.list(build(c).serving_endpoints())
+    formats = "saved_model|serving"
+    if any(name not in export.NOT_IN_TFLITE for name in endpoints):
+        formats += "|tflite"  # a TFLite file holds only builtin-op signatures
     return [
         "## Export",
         "",
         (
-            f"`keras-gen export {c['name']} --format saved_model|serving|tflite --output DIR` "
+            f"`keras-gen export {c['name']} --format {formats} --output DIR` "
             f"writes signatures {', '.join(f'`{n}`' for n in endpoints)}; "
             f"`serving_default` is `{endpoints[0]}` (see the main README for their inputs)."
         ),

@@ -541,6 +541,15 @@ ROWS: dict[str, Row] = {
     "evaluate --num-samples 1": cli_row(
         "evaluate", "vae_mnist", "--num-samples", "1", match="--num-samples"
     ),
+    "train a preset that a tool makes": cli_row(
+        "train",
+        "vae_mnist_gmm",
+        "--data",
+        str(SHARED / "mnist.npz"),
+        "--output",
+        "{tmp}/o",
+        match="latent_mixture.py",
+    ),
     "train --epochs 0": cli_row(
         *TRAIN, "--epochs", "0", "--output", "o", match="--epochs"
     ),

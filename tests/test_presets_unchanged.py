@@ -21,7 +21,13 @@ def _golden():
         return {name: arrays[name] for name in arrays.files}
 
 
-@pytest.mark.parametrize("name", zoo.list())
+def _presets_before_refactor() -> list[str]:
+    """The presets the golden file holds; presets added since have no "before"."""
+    with np.load(GOLDEN) as arrays:
+        return sorted({key.split("/")[0] for key in arrays.files})
+
+
+@pytest.mark.parametrize("name", _presets_before_refactor())
 def test_preset_outputs_are_unchanged(name):
     golden = _golden()
     model = zoo.load(name)

@@ -60,6 +60,8 @@ class Family:
     batch: Callable[[keras.Model, int], object] = (
         binary_images  # (model, count) -> data
     )
+    # Fit steps until every network has trained: a DBN's layers take turns.
+    train_steps: int = 1
 
 
 def _compile_gan(model, make_optimizer):
@@ -154,6 +156,84 @@ def _classified_images(model, count, seed=0):
     return binary_images(model, count, seed), labels_for(model.class_names, count, seed)
 
 
+def mlp_gan(**overrides) -> keras.Model:
+    from keras_gen.models import MLPGAN
+
+    config = {
+        "image_size": 8,
+        "channels": 1,
+        "latent_dim": 4,
+        "generator_units": (8, 16),
+        "discriminator_units": (16, 8),
+    }
+    return MLPGAN(**{**config, **overrides})
+
+
+def mlp_vae(**overrides) -> VAE:
+    return vae(network="mlp", filters=(8,), **overrides)
+
+
+def rbm(**overrides) -> keras.Model:
+    from keras_gen.models import RBM
+
+    config = {
+        "image_shape": (4, 4, 1),
+        "hidden_units": 6,
+        "gibbs_steps": 2,
+        "persistent_chains": 8,  # 4 per replica in the replica check
+        "sampling_steps": 5,
+        "ais_runs": 16,
+        "ais_temperatures": 100,
+    }
+    return RBM(**{**config, **overrides})
+
+
+def dbn(**overrides) -> keras.Model:
+    from keras_gen.models import DBN
+
+    config = {
+        "image_shape": (4, 4, 1),
+        "hidden_units": (6, 5),
+        "steps_per_layer": 1,  # step 0 trains layer 1, every later step layer 2
+        "gibbs_steps": 2,
+        "persistent_chains": 8,
+        "sampling_steps": 5,
+    }
+    return DBN(**{**config, **overrides})
+
+
+def _compile_layers(model, make_optimizer):
+    model.compile(**{name: make_optimizer() for name in model.network_optimizers})
+
+
+def gaussian_mixture(**overrides) -> keras.Model:
+    """Started from fixed parameters, so the shared tests take real EM steps (a
+    fresh mixture's first epoch initialises it, as MixturePriorVAE's does there)."""
+    from keras_gen.models import GaussianMixture
+
+    model = GaussianMixture(**{"image_shape": (4, 4, 1), "components": 3, **overrides})
+    count, dimension = 3, model.mixture.dimension
+    covariances = np.full((count, dimension), 0.25)  # diagonal: the variances
+    if model.covariance == "full":
+        covariances = covariances[..., None] * np.eye(dimension)
+    means = np.random.default_rng(0).random((count, dimension))
+    model.initialize(np.full(count, 1 / count), means, covariances)
+    return model
+
+
+def mixture_prior_vae(**overrides) -> keras.Model:
+    from keras_gen.models import MixturePriorVAE
+
+    config = {
+        "prior_components": 2,
+        "prior_covariance": "diagonal",
+        "image_shape": (8, 8, 1),
+        "latent_dim": 3,
+        "filters": (4,),
+    }
+    return MixturePriorVAE(**{**config, **overrides})
+
+
 FAMILIES = {
     "Classifier": Family(
         make=classifier, compile=_compile_one, batch=_classified_images
@@ -161,6 +241,8 @@ FAMILIES = {
     "PixelCNN": Family(make=pixelcnn, compile=_compile_one),
     "DCGAN": Family(make=dcgan, compile=_compile_gan),
     "VAE": Family(make=lambda **kw: vae(beta=2.0, **kw), compile=_compile_one),
+    "VAE (mlp)": Family(make=mlp_vae, compile=_compile_one),
+    "MLPGAN": Family(make=mlp_gan, compile=_compile_gan),
     "WGANGP": Family(make=wgan_gp, compile=_compile_wgan_gp),
     "ConditionalGAN": Family(
         make=conditional_gan, compile=_compile_gan, batch=labelled_images
@@ -168,4 +250,8 @@ FAMILIES = {
     "ConditionalVAE": Family(
         make=conditional_vae, compile=_compile_one, batch=labelled_images
     ),
+    "RBM": Family(make=rbm, compile=_compile_one),
+    "DBN": Family(make=dbn, compile=_compile_layers, train_steps=2),
+    "GaussianMixture": Family(make=gaussian_mixture, compile=_compile_one),
+    "MixturePriorVAE": Family(make=mixture_prior_vae, compile=_compile_one),
 }

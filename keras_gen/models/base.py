@@ -90,6 +90,9 @@ class Family(keras.Model):
 
     capabilities: ClassVar[frozenset[str]] = frozenset()
     tuple_arguments: ClassVar[tuple[str, ...]] = ()
+    # How a preset of this family is made, if not by `keras-gen train` from scratch
+    # (a family whose fit starts from another model's trained networks).
+    made_by: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -263,8 +263,12 @@ class VAE(base.LatentFamily):
         reconstruction = -self._likelihood_distribution(
             latents, labels, training=training
         ).log_prob(images)
-        kl = tfd.kl_divergence(posterior, self.prior)
-        return reconstruction, kl
+        return reconstruction, self._kl(posterior, latents)
+
+    def _kl(self, posterior, latents):
+        """KL(q(z|x) || p(z)) per example, analytic; a prior with no closed-form KL
+        (MixturePriorVAE's mixture) estimates it at the reparameterised `latents`."""
+        return tfd.kl_divergence(posterior, self.prior)
 
     def train_step(self, data):
         images, labels = self._batch(data)
