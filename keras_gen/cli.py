@@ -8,10 +8,12 @@ import argparse
 import json
 import shlex
 import sys
+from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
-from keras_gen import _files, evaluation, export, images, training, zoo
+from keras_gen import _files, data, evaluation, export, images, training, zoo
 from keras_gen.models import base, conditioning
 
 INT64_MAX = 2**63 - 1
@@ -81,10 +83,13 @@ def _command_info(args, argv):
 def _command_sample(args, argv):
     _files.claim_file(args.output, images.png_signed, args.overwrite)
     model = _generative(args.preset)
+    if args.prompt is not None and not model.can(base.CONDITIONS):
+        raise ValueError(f"{args.preset} is not a conditional model; drop --prompt")
+    if model.can(base.TRANSLATION):
+        _write_translations(model, args)
+        return
     conditions = {}
     if args.prompt is not None:
-        if not model.can(base.CONDITIONS):
-            raise ValueError(f"{args.preset} is not a conditional model; drop --prompt")
         conditions = conditioning.parse_prompt(args.prompt, model.conditions)
     generated = model.generate(args.num_samples, seed=args.seed, **conditions)
     images.write_png(args.output, generated, overwrite=args.overwrite)
@@ -92,34 +97,123 @@ def _command_sample(args, argv):
 
 
 def _generative(preset):
-    """The preset's model, or a ValueError saying it generates nothing."""
+    """The preset's model, or a ValueError saying it neither generates nor translates."""
     model = zoo.load(preset)
-    if not model.can(base.SAMPLES):
-        generative = [
-            name
-            for name in zoo.list()
-            if base.SAMPLES in zoo.model_class(zoo.card(name)).capabilities
-        ]
+    if not (model.can(base.SAMPLES) or model.can(base.TRANSLATION)):
         raise ValueError(
             f"{preset} is a {type(model).__name__}, which does not generate images; "
-            f"sample a generative preset: {', '.join(generative)}"
+            f"sample a generative preset: {', '.join(_presets(base.SAMPLES))}; or "
+            f"an image-to-image one: {', '.join(_presets(base.TRANSLATION))}"
         )
     return model
+
+
+def _presets(capability: str) -> list[str]:
+    """The shipped presets whose model class declares `capability`."""
+    return [
+        name
+        for name in zoo.list()
+        if capability in zoo.model_class(zoo.card(name)).capabilities
+    ]
+
+
+def _write_translations(model, args):
+    """Input / output / target rows of -n test images, chosen by --seed."""
+    dataset = zoo.card(args.preset)["data"]["dataset"]
+    kind = _paired_kind(args.preset, dataset)
+    targets = data.load_images(dataset, "test", source=args.data)
+    rows = evaluation.translation_examples(
+        model, targets, kind, args.num_samples, args.seed
+    )
+    shown, columns = images.side_by_side(*rows)
+    images.write_png(args.output, shown, columns=columns, overwrite=args.overwrite)
+    print(
+        f"wrote input / output / target rows of {len(rows[0])} test images of "
+        f"{args.preset} to {args.output}"
+    )
+
+
+def _paired_kind(preset, dataset: str) -> str:
+    """How the preset's inputs are made from images, or a ValueError if they are not."""
+    kind = data.input_kind(dataset)
+    if kind is None:
+        raise ValueError(
+            f"{preset} was trained on {dataset}, which is not a paired dataset, so "
+            "keras_gen cannot make its inputs from a photo; pass inputs made for it "
+            "(keras-gen translate --input-is-prepared)"
+        )
+    return kind
+
+
+def _command_translate(args, argv):
+    _files.claim_file(args.output, images.png_signed, args.overwrite)
+    model = _translator(args.preset)
+    dataset = zoo.card(args.preset)["data"]["dataset"]
+    batch = np.concatenate(
+        [
+            _model_input(model, args.preset, dataset, path, args.input_is_prepared)
+            for path in args.inputs
+        ]
+    )
+    translated = np.asarray(model.translate(batch))
+    shown, columns = images.side_by_side(
+        *([batch, translated] if args.show_inputs else [translated])
+    )
+    # One image is written as itself; several as a grid, in the order given.
+    padding = 0 if len(shown) == 1 else 2
+    images.write_png(args.output, shown, columns, args.overwrite, padding)
+    count = f"{len(batch)} translation{'s' if len(batch) > 1 else ''}"
+    print(f"wrote {count} by {args.preset} to {args.output}")
+
+
+def _translator(preset):
+    """The preset's model, or a ValueError naming the presets that translate."""
+    if base.TRANSLATION not in zoo.model_class(zoo.card(preset)).capabilities:
+        raise ValueError(
+            f"{preset} is a {zoo.card(preset)['model']['class']}, which does not "
+            "translate images; use an image-to-image preset: "
+            f"{', '.join(_presets(base.TRANSLATION)) or '(none)'}"
+        )
+    return zoo.load(preset)
+
+
+def _model_input(model, preset, dataset: str, path: str, prepared: bool):
+    """A user's image file as one input of the model, (1, *input_image_shape).
+
+    A photo is centre-cropped and resized as the preset's data were, then made
+    into an input as its training inputs were (`data.paired`). A prepared input
+    (a sketch, a small photo) is only resized to the input's size, and reduced
+    to its luma if the model reads one channel.
+    """
+    file = Path(path)
+    if not file.exists() or not file.is_file():
+        state = "does not exist" if not file.exists() else "is not a regular file"
+        raise ValueError(f"{path} {state}; pass image files (PNG, JPEG, GIF or BMP)")
+    blob = file.read_bytes()
+    if not prepared:
+        kind = _paired_kind(preset, dataset)
+        photo = images.decode_images([path], [blob], model.image_shape[0])
+        return np.asarray(data.paired(kind, photo))
+    height, _, channels = model.input_image_shape
+    pixels = images.decode_images([path], [blob], height).astype(np.float32) / 255.0
+    return np.asarray(data.luminance(pixels)) if channels == 1 else pixels
 
 
 def _command_evaluate(args, argv):
     if args.json:
         _files.claim_file(args.json, _files.json_signed, args.overwrite)
     command = shlex.join(["keras-gen", *argv])
+    model, spec = zoo.load(args.preset), zoo.card(args.preset)["data"]
+    splits = data.Splits(spec["dataset"], args.data)
     report = evaluation.evaluate(
-        zoo.load(args.preset),
-        zoo.card(args.preset)["data"],
+        model,
+        spec,
         command,
         num_samples=args.num_samples,
         seed=args.seed,
-        data_source=args.data,
         feature_extractor=args.features,
         reference=args.reference,
+        splits=splits,
     )
     report = {"written_by": "keras_gen", "preset": str(args.preset), **report}
     _print_report(report)
@@ -129,6 +223,17 @@ def _command_evaluate(args, argv):
         print(f"wrote {args.json}")
     if args.update_card:
         zoo.record_metrics(args.preset, report["metrics"], command)
+        if model.can(base.TRANSLATION):
+            _record_translation_figure(args.preset, model, spec, splits)
+
+
+def _record_translation_figure(preset, model, spec, splits):
+    """The card's input / output / target figure of an image-to-image preset."""
+    kind = _paired_kind(preset, spec["dataset"])
+    shown, columns = evaluation.translation_figure(model, splits.images("test"), kind)
+    entry = evaluation.figure_entry(str(preset), kind, splits.source)
+    zoo.record_figure(preset, entry, shown, columns)
+    print(f"wrote {entry['file']} into {zoo.path(preset)}")
 
 
 def _print_report(report):
@@ -210,8 +315,50 @@ def _add_sample(commands):
         "--prompt",
         help='conditional models: the classes to draw, e.g. "ankle boot" or "female 65+"',
     )
+    sample.add_argument(
+        "--data",
+        help="image-to-image presets, which show input / output / target rows of "
+        "-n test images: the dataset file or folder (default: KERAS_GEN_DATA, then "
+        "the usual places)",
+    )
     _overwrite(sample)
     sample.set_defaults(run=_command_sample)
+
+
+def _add_translate(commands):
+    translate = commands.add_parser(
+        "translate",
+        help="translate your images with an image-to-image preset: sketch or "
+        "grayscale photo to face, 4x super-resolution",
+    )
+    _preset(translate)
+    translate.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image files (PNG, JPEG, GIF, BMP): photos of any size, centre-cropped "
+        "and resized as the preset's data were, then made into its input (a sketch, "
+        "grayscale, 16x16) as in training",
+    )
+    translate.add_argument(
+        "--input-is-prepared",
+        action="store_true",
+        help="the files are inputs already (a sketch, a low-resolution photo): only "
+        "resized to the input's size and, for one-channel inputs, reduced to luma",
+    )
+    translate.add_argument(
+        "--show-inputs",
+        action="store_true",
+        help="put the inputs the model read in a row above the outputs",
+    )
+    translate.add_argument(
+        "-o",
+        "--output",
+        default="translated.png",
+        help="PNG to write: the output itself for one input, a row per 8 for several",
+    )
+    _overwrite(translate)
+    translate.set_defaults(run=_command_translate)
 
 
 def _add_evaluate(commands):
@@ -224,7 +371,8 @@ def _add_evaluate(commands):
         "--num-samples",
         type=_integer(2, MAX_EVALUATE),
         default=1000,
-        help="generated images (and per class for conditional models)",
+        help="generated images (and per class for conditional models); "
+        "image-to-image presets translate every test input instead",
     )
     evaluate.add_argument(
         "--features",
@@ -336,7 +484,7 @@ def parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="show a preset's card")
     _preset(info)
     info.set_defaults(run=_command_info)
-    for add in (_add_sample, _add_evaluate, _add_export, _add_train):
+    for add in (_add_sample, _add_translate, _add_evaluate, _add_export, _add_train):
         add(commands)
     return main_parser
 

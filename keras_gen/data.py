@@ -6,7 +6,9 @@ it. `load_images` and `load_labels` walk a record's sources in one order: the
 `source` argument alone if given; else its names in the folder named by the
 `KERAS_GEN_DATA` environment variable, then the usual places on this machine, then
 TFDS when allowed. `pipeline` and `training_pipeline` turn uint8 images into float32
-batches in [0, 1], shape (batch, height, width, channels).
+batches in [0, 1], shape (batch, height, width, channels). Paired datasets
+(`faces_edges`, `faces_grayscale`, `faces_downsample4`) are faces whose batches are
+(inputs, targets), each input made from its target by `paired`.
 
 Data is checked where it enters, and bad content is refused with a `DataError`
 naming the file, the place in it and what to do: arrays must be uint8 images of
@@ -63,12 +65,13 @@ class Dataset:
     that exists and returns arrays: for kind "images", uint8 (N, height, width,
     channels) of `shape`; `read_labels` gives int32 (N, heads), heads as in `classes`.
 
-    A paired dataset (kind "paired", e.g. `edges`: an edge map in, the face out) is
-    registered with the sources of the images it is made from and a reader that
-    returns (inputs, targets), two uint8 arrays with one row per example, `shape`
-    being the target's; with no `tfds_name` it is read from local files only. A
-    sequence dataset (kind "sequences", e.g. shakespeare.txt) has `shape` () and a
-    reader returning a 1-D int32 array of token ids.
+    A paired dataset (kind "paired", e.g. `faces_edges`: a sketch in, the face out)
+    is the record of the dataset it is made from (`made_from`: same sources, reader,
+    labels and split) whose images are the targets; `load` and the pipelines make
+    each batch's inputs from them on the fly with `paired(input_kind, targets)`,
+    the function a user's image goes through too. A sequence dataset (kind
+    "sequences", e.g. shakespeare.txt) has `shape` () and a reader returning a 1-D
+    int32 array of token ids.
 
     Args:
         name: the name callers pass, e.g. "mnist".
@@ -83,6 +86,8 @@ class Dataset:
         tfds_name: the TFDS dataset tried when no local source exists, or None.
         tfds_image: a TFDS example -> one uint8 image; None takes its "image".
         tfds_labels: whether TFDS's "label" feature gives the labels too.
+        made_from: a paired dataset's: the dataset whose images are its targets.
+        input_kind: a paired dataset's: the `paired` kind that makes its inputs.
 
     Example: `data.REGISTRY["fashion_mnist"].candidates()` lists the local paths
     that `load_images("fashion_mnist")` tries, in order.
@@ -100,6 +105,8 @@ class Dataset:
     tfds_name: str | None = None
     tfds_image: Callable[[dict], tf.Tensor] | None = None
     tfds_labels: bool = False
+    made_from: str | None = None
+    input_kind: str | None = None
 
     def candidates(self, source: str | os.PathLike | None = None) -> list[Path]:
         """The local paths to try, in order; a given `source` is the only one."""
@@ -126,7 +133,8 @@ def load(
 
     `binarize` samples every pixel from Bernoulli(intensity): afresh on every pass
     over the training split (dynamic binarization), once and for all with a fixed
-    seed on the test split, so test scores are comparable between runs.
+    seed on the test split, so test scores are comparable between runs. A paired
+    dataset gives (inputs, targets) batches.
     """
     # Checked before the images load, so a typo costs nothing.
     _check_batch_size(batch_size)
@@ -138,6 +146,7 @@ def load(
         seed=seed,
         binarize=None if not binarize else ("dynamic" if split == "train" else "fixed"),
         drop_remainder=drop_remainder,
+        pairs=input_kind(name),
     )
 
 
@@ -268,13 +277,16 @@ def pipeline(
     binarize=None,
     drop_remainder=False,
     labels=None,
+    pairs=None,
 ):
     """uint8 images in memory -> shuffled float batches; shuffling indices keeps it cheap.
 
-    With `labels` (int, (N, heads)) each batch is (images, labels). `binarize` is
-    None, "fixed" (the same pixels on every pass) or "dynamic" (fresh ones).
+    With `labels` (int, (N, heads)) each batch is (images, labels); with `pairs`
+    (one of PAIRED_KINDS) it is (paired(pairs, images), images): inputs, targets.
+    `binarize` is None, "fixed" (the same pixels on every pass) or "dynamic"
+    (fresh ones).
     """
-    images, label_table = _constants(images, labels, batch_size)
+    images, label_table = _constants(images, labels, batch_size, pairs)
     if binarize not in (None, "fixed", "dynamic"):
         raise ValueError(
             f"binarize must be None, 'fixed' or 'dynamic', got {binarize!r}"
@@ -295,7 +307,7 @@ def pipeline(
             noise_seed = tf.stack([tf.zeros_like(index) + seed, index], axis=1)
         elif binarize == "dynamic":
             noise_seed = tf.stack([key, seed])
-        return _batch(images, label_table, index, noise_seed)
+        return _batch(images, label_table, index, noise_seed, pairs)
 
     return (
         tf.data.Dataset.zip(batches, keys)
@@ -312,6 +324,7 @@ def training_pipeline(
     start_step: int = 0,
     binarize: bool = False,
     labels: np.ndarray | None = None,
+    pairs: str | None = None,
 ) -> tf.data.Dataset:
     """Endless training batches in which batch t is a pure function of (seed, t).
 
@@ -319,9 +332,10 @@ def training_pipeline(
     batch) in an order given by a stateless shuffle keyed by (seed, e), so a run
     resumed at step t sees exactly the batches it would have seen, whatever the
     number of replicas or restarts. `binarize` draws fresh pixels at every step.
-    With `labels` (int32, (N, heads)) each batch is (images, labels).
+    With `labels` (int32, (N, heads)) each batch is (images, labels); with `pairs`
+    (one of PAIRED_KINDS) it is (inputs made by `paired`, images).
     """
-    images, label_table = _constants(images, labels, batch_size)
+    images, label_table = _constants(images, labels, batch_size, pairs)
     count = int(images.shape[0])
     steps_per_pass = count // batch_size
     if steps_per_pass < 1:
@@ -336,7 +350,7 @@ def training_pipeline(
         key = tf.stack([tf.constant(seed, tf.int64), data_pass])
         indices = tf.random.experimental.index_shuffle(offsets, key, count - 1)
         noise_seed = tf.stack([key[0], -1 - step]) if binarize else None
-        return _batch(images, label_table, indices, noise_seed)
+        return _batch(images, label_table, indices, noise_seed, pairs)
 
     steps = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
     return steps.map(to_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
@@ -344,16 +358,24 @@ def training_pipeline(
     )
 
 
-def _constants(images, labels, batch_size):
+def _constants(images, labels, batch_size, pairs=None):
     """A pipeline's checked inputs as tensors: (images, label table or None)."""
     _check_batch_size(batch_size)
     _check_in_memory(images, labels)
+    if pairs is not None:
+        _check_choice(pairs, PAIRED_KINDS, "paired kind")
+        if labels is not None:
+            raise ValueError(
+                "a paired pipeline gives (inputs, targets) batches and takes no "
+                "labels; pass labels=None"
+            )
     label_table = None if labels is None else tf.constant(labels, tf.int32)
     return tf.constant(images), label_table
 
 
-def _batch(images, label_table, indices, noise_seed):
-    """The images at `indices` as floats in [0, 1], binarized if seeded, with labels.
+def _batch(images, label_table, indices, noise_seed, pairs=None):
+    """The images at `indices` as floats in [0, 1], binarized if seeded, with labels
+    (or, paired, after the inputs `paired` makes of them).
 
     The one per-batch step of both pipelines, so evaluation and training batches
     are made alike; only the order of indices and the noise seeds differ.
@@ -361,6 +383,8 @@ def _batch(images, label_table, indices, noise_seed):
     pixels = tf.cast(tf.gather(images, indices), tf.float32) / 255.0
     if noise_seed is not None:
         pixels = _bernoulli(pixels, noise_seed)
+    if pairs is not None:
+        return paired(pairs, pixels), pixels
     if label_table is None:
         return pixels
     return pixels, tf.gather(label_table, indices)
@@ -408,6 +432,137 @@ def _check_in_memory(images, labels):
             f"labels must be (N, heads) with one row per image: got shape "
             f"{np.shape(labels)} for {np.shape(images)[0]} images"
         )
+
+
+# --- Paired datasets: each input made from its target image -------------------------
+
+PAIRED_KINDS = ("edges", "grayscale", "downsample4")
+# ITU-R BT.601 luma: the weights of R', G' and B' (gamma-encoded, as image files are).
+BT601 = (0.299, 0.587, 0.114)
+# The sketch detector's settings, chosen by eye on eight faces: eyes, brows,
+# nostrils, lips and the face's outline survive, skin texture and JPEG noise do not.
+EDGE_BLUR_SIGMA = 1.0
+EDGE_THRESHOLD = 0.2
+DOWNSAMPLE_FACTOR = 4
+# The two neighbours across an edge, (row, column) and its opposite, for gradient
+# directions quantised to 0, 45, 90 and 135 degrees (rows grow downwards, as dy).
+_ACROSS_EDGE = ((0, 1), (1, 1), (1, 0), (1, -1))
+
+
+def paired(kind: str, images) -> tf.Tensor:
+    """The inputs a paired dataset makes from target images: exactly what training saw.
+
+    `images` are targets, float in [0, 1] (or uint8, divided by 255 as the
+    pipelines do), (batch, height, width, 3). Returns float32 in [0, 1]:
+
+    - "edges": a line sketch, (batch, height, width, 1), black (0) lines on white
+      (1). Canny-style without hysteresis: BT.601 luma, Gaussian blur (sigma
+      EDGE_BLUR_SIGMA), Sobel gradients (`tf.image.sobel_edges`), non-maximum
+      suppression across the edge (4 directions) so lines are one pixel thin,
+      then magnitude > EDGE_THRESHOLD. Borders are reflected, so the frame of the
+      image is no edge.
+    - "grayscale": BT.601 luma 0.299 R + 0.587 G + 0.114 B, (batch, height, width, 1).
+    - "downsample4": (batch, height / 4, width / 4, 3), each pixel the mean of a
+      4x4 block (area averaging: antialiased, every target pixel weighs the same).
+
+    Example: sketches = data.paired("edges", data.load_images("faces", "test")[:8])
+    """
+    _check_choice(kind, PAIRED_KINDS, "paired kind")
+    targets = _target_pixels(images, kind)
+    if kind == "grayscale":
+        return luminance(targets)
+    if kind == "downsample4":
+        factor = DOWNSAMPLE_FACTOR
+        return tf.nn.avg_pool2d(targets, factor, factor, "VALID")
+    return _sketch(targets)
+
+
+def paired_shape(kind: str, target_shape) -> tuple[int, int, int]:
+    """The shape (height, width, channels) of one input `paired` makes from a target."""
+    _check_choice(kind, PAIRED_KINDS, "paired kind")
+    height, width, _ = target_shape
+    if kind == "downsample4":
+        return (height // DOWNSAMPLE_FACTOR, width // DOWNSAMPLE_FACTOR, 3)
+    return (height, width, 1)
+
+
+def input_kind(name: str) -> str | None:
+    """A dataset's paired kind (its inputs' maker), or None unless it is paired."""
+    _check_choice(name, DATASETS, "dataset")
+    return REGISTRY[name].input_kind
+
+
+def luminance(images) -> tf.Tensor:
+    """BT.601 luma of RGB images in [0, 1]: (..., 3) -> (..., 1)."""
+    return tf.tensordot(images, tf.constant(BT601, images.dtype), axes=1)[..., None]
+
+
+def _target_pixels(images, kind) -> tf.Tensor:
+    """Targets as float32 [0, 1] (batch, height, width, 3); a wrong shape is refused."""
+    images = tf.convert_to_tensor(images)
+    if images.dtype == tf.uint8:
+        images = tf.cast(images, tf.float32) / 255.0
+    images = tf.cast(images, tf.float32)
+    shape = images.shape
+    if shape.rank != 4 or shape[-1] != 3:
+        raise ValueError(
+            f"paired({kind!r}, images) makes inputs from RGB targets (batch, height, "
+            f"width, 3) in [0, 1]; got shape {tuple(shape)}"
+        )
+    factor = DOWNSAMPLE_FACTOR
+    if kind == "downsample4" and any(
+        side is not None and side % factor for side in shape[1:3]
+    ):
+        raise ValueError(
+            f"downsample4 averages {factor}x{factor} blocks, so height and width "
+            f"must be multiples of {factor}; got {shape[1]}x{shape[2]}"
+        )
+    return images
+
+
+def _sketch(images) -> tf.Tensor:
+    """Black one-pixel lines on white where the blurred luma has strong, locally
+    maximal gradients (see `paired`)."""
+    smooth = _gaussian_blur(luminance(images), EDGE_BLUR_SIGMA)
+    gradients = tf.image.sobel_edges(smooth)[..., 0, :]  # (batch, h, w, [dy, dx])
+    dy, dx = gradients[..., 0], gradients[..., 1]
+    magnitude = tf.sqrt(dy * dy + dx * dx)
+    thin = _non_maximum_suppression(magnitude, dy, dx)
+    return 1.0 - tf.cast(thin > EDGE_THRESHOLD, tf.float32)[..., None]
+
+
+def _gaussian_blur(images, sigma: float) -> tf.Tensor:
+    """A separable Gaussian blur of one-channel images, radius 2 sigma, borders reflected."""
+    radius = math.ceil(2 * sigma)
+    taps = np.exp(-(np.arange(-radius, radius + 1) ** 2) / (2 * sigma**2))
+    kernel = tf.constant(taps / taps.sum(), tf.float32)
+    padded = tf.pad(
+        images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], "REFLECT"
+    )
+    rows = tf.nn.conv2d(padded, tf.reshape(kernel, [-1, 1, 1, 1]), 1, "VALID")
+    return tf.nn.conv2d(rows, tf.reshape(kernel, [1, -1, 1, 1]), 1, "VALID")
+
+
+def _non_maximum_suppression(magnitude, dy, dx) -> tf.Tensor:
+    """`magnitude` where it is a maximum across the edge (along the gradient), else 0.
+
+    Strictly greater than the neighbour behind and at least the one ahead, so a
+    ridge two pixels wide of equal values keeps one of them.
+    """
+    direction = tf.cast(tf.round(tf.math.atan2(dy, dx) / (math.pi / 4)), tf.int32) % 4
+    padded = tf.pad(magnitude, [[0, 0], [1, 1], [1, 1]])
+    height, width = tf.shape(magnitude)[1], tf.shape(magnitude)[2]
+
+    def neighbour(row, column):
+        return padded[:, 1 + row : 1 + row + height, 1 + column : 1 + column + width]
+
+    kept = tf.zeros_like(magnitude, tf.bool)
+    for index, (row, column) in enumerate(_ACROSS_EDGE):
+        maximal = (magnitude > neighbour(-row, -column)) & (
+            magnitude >= neighbour(row, column)
+        )
+        kept |= (direction == index) & maximal
+    return tf.where(kept, magnitude, 0.0)
 
 
 # --- Arrays: .npz (mnist) and IDX (fashion_mnist) ----------------------------------
@@ -984,6 +1139,27 @@ REGISTRY = {
         tfds_labels=True,
     ),
 }
+
+
+def _paired_record(made_from: str, kind: str) -> Dataset:
+    """The paired dataset `<made_from>_<kind>`: `made_from`'s images as targets
+    (same sources, split and labels), inputs made from them by `paired(kind, ...)`."""
+    source = REGISTRY[made_from]
+    return dataclasses.replace(
+        source,
+        name=f"{made_from}_{kind}",
+        kind="paired",
+        how_to_get=f"Its pairs are made from {made_from}. {source.how_to_get}",
+        made_from=made_from,
+        input_kind=kind,
+    )
+
+
+# Image-to-image pairs of faces: a sketch, the grayscale photo, a 16x16 photo in.
+REGISTRY.update(
+    (record.name, record)
+    for record in (_paired_record("faces", kind) for kind in PAIRED_KINDS)
+)
 # Views of the registry, kept for callers that want only names or label heads.
 DATASETS = tuple(REGISTRY)
 CLASSES = {

@@ -10,6 +10,7 @@ model would score with this many samples.
 import dataclasses
 import os
 import platform
+import shlex
 import sys
 import time
 
@@ -18,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_gen import data, features, metrics
+from keras_gen import images as images_module
 from keras_gen.models import base
 
 DIVERSITY = "pixel diversity, generated / test"
@@ -88,11 +90,16 @@ def evaluate(
         report,
         np.random.default_rng(seed),
     )
-    if _test_metrics(run) and model.can(base.SAMPLES):
+    tested = _test_metrics(run)
+    if tested and model.can(base.SAMPLES):
         generated = _generated(run)
         extractor = _extractor(feature_extractor, dataset)
         if extractor is not None:
             _feature_metrics(run, extractor, generated)
+    if tested and model.can(base.TRANSLATION):
+        # A paired dataset's images are those of the dataset it is made from.
+        source = data.REGISTRY[dataset].made_from or dataset
+        _translation_metrics(run, _extractor(feature_extractor, source), source)
     return _with_command(report)
 
 
@@ -105,7 +112,9 @@ def _test_metrics(run: _Run) -> bool:
         return False
     labels = run.splits.labels("test") if run.spec.get("labels") else None
     binarize = run.spec.get("binarize", False)
-    test_data = _in_order(test_images, labels, binarize, batch_size=256)
+    test_data = _in_order(
+        test_images, labels, binarize, 256, data.input_kind(run.spec["dataset"])
+    )
     logs = run.model.evaluate(test_data, return_dict=True, verbose=0)
     for name, value in logs.items():
         run.add(f"test {name}", value)
@@ -115,14 +124,16 @@ def _test_metrics(run: _Run) -> bool:
     return True
 
 
-def _in_order(images, labels, binarize, batch_size):
-    """Test batches in order; binarized test images are drawn once, fixed per image."""
+def _in_order(images, labels, binarize, batch_size, pairs=None):
+    """Test batches in order; binarized test images are drawn once, fixed per image;
+    a paired dataset's are (inputs, targets)."""
     return data.pipeline(
         images,
         batch_size=batch_size,
         shuffle=False,
         binarize="fixed" if binarize else None,
         labels=labels,
+        pairs=pairs,
     )
 
 
@@ -353,6 +364,150 @@ def _conditional(run: _Run, extractor, reference_features, reference_labels):
             f"({extractor.name})",
             np.mean(agreements),
         )
+
+
+# --- Image-to-image models: every test input translated, against its own target ---
+
+FIGURE = "translations.png"
+FIGURE_EXAMPLES = 8
+FIGURE_SEED = 0
+# How a figure's caption names each kind of input.
+INPUT_NAMES = {
+    "edges": "a line sketch",
+    "grayscale": "the grayscale photo",
+    "downsample4": "the 16x16 photo, its pixels enlarged",
+}
+
+
+def _bicubic(inputs, image_shape):
+    return tf.clip_by_value(tf.image.resize(inputs, image_shape[:2], "bicubic"), 0, 1)
+
+
+def _as_rgb(inputs, image_shape):
+    return tf.repeat(inputs, image_shape[-1], axis=-1)
+
+
+# What a translation is measured against, by the kind of its inputs: the obvious
+# answer without a model. A sketch has none.
+BASELINES = {
+    "downsample4": ("bicubic upsampling", _bicubic),
+    "grayscale": ("the grayscale input as RGB", _as_rgb),
+}
+
+
+def _translation_metrics(run: _Run, extractor, source: str) -> None:
+    """PSNR, SSIM, colourfulness and FID of the translations of every test input; the
+    same for the baseline's outputs; colourfulness and FID of the real targets.
+
+    FID compares each set with the reference split, so the real test targets' FID
+    is the floor: what a perfect translation scores.
+    """
+    kind = data.input_kind(run.spec["dataset"])
+    targets = run.splits.images("test").astype(np.float32) / 255.0
+    inputs = np.asarray(data.paired(kind, targets))
+    _time_translation(run, inputs)
+    outputs = {"": np.asarray(run.model.translate(inputs))}
+    if kind in BASELINES:
+        name, baseline = BASELINES[kind]
+        images = baseline(inputs, run.model.image_shape)
+        outputs[f"baseline ({name}): "] = np.asarray(images)
+    psnr = _pixel_metrics(run, outputs, targets)
+    if kind in BASELINES:
+        gain = psnr[""] - psnr[f"baseline ({name}): "]
+        run.add(f"PSNR gain over the baseline ({name}), dB", gain)
+    outputs["real test images: "] = targets
+    for prefix, images in outputs.items():
+        colourfulness = metrics.colourfulness(images).mean()
+        run.add(
+            f"{prefix}colourfulness (Hasler and Süsstrunk 2003, mean)", colourfulness
+        )
+    if extractor is not None:
+        _translation_features(run, extractor, source, outputs)
+
+
+def _pixel_metrics(run: _Run, outputs: dict, targets) -> dict:
+    """Mean PSNR and SSIM of each set of outputs against the targets; the PSNRs."""
+    count = f"mean over {len(targets)} test images"
+    psnr = {}
+    for prefix, images in outputs.items():
+        psnr[prefix] = metrics.psnr(images, targets).mean()
+        run.add(f"{prefix}PSNR, dB ({count})", psnr[prefix])
+        run.add(f"{prefix}SSIM ({count})", metrics.ssim(images, targets).mean())
+    return psnr
+
+
+def _time_translation(run: _Run, inputs) -> None:
+    batch = inputs[:TIMED_SAMPLES]
+    run.model.translate(batch)  # warm-up: tracing is not translating
+    start = time.perf_counter()
+    run.model.translate(batch)
+    run.add(
+        f"seconds to translate {len(batch)} inputs ({hardware()})",
+        time.perf_counter() - start,
+    )
+
+
+def _translation_features(run: _Run, extractor, source: str, outputs: dict) -> None:
+    """FID and the other feature metrics of each set of outputs against the reference."""
+    report = run.report
+    report["extractor"] = {"name": extractor.name, "sha256": extractor.sha256}
+    reference_images = run.splits.images(run.reference)
+    report["num_samples"] = len(outputs[""])
+    report["reference_count"] = len(reference_images)
+    reference_features = features.reference_features(
+        extractor, source, run.reference, reference_images
+    )
+    test_features = features.reference_features(
+        extractor, source, "test", run.splits.images("test")
+    )
+    reference_labels = run.splits.labels(run.reference)
+    for prefix, images in outputs.items():
+        if prefix == "real test images: ":
+            prefix, found = f"floor (real test vs {run.reference}): ", test_features
+        else:
+            found = extractor.features(images)
+        for name, value in _sample_metrics(
+            extractor, images, found, reference_features, reference_labels, run.rng
+        ).items():
+            run.add(prefix + name, value, samples=len(images))
+
+
+def translation_examples(
+    model, targets: np.ndarray, kind: str, count: int, seed: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs, outputs, targets) of `count` targets (uint8) chosen by `seed`.
+
+    The examples `keras-gen sample` shows of a translation preset, in the order of
+    the split; seed None chooses afresh, and any int64 seed works.
+    """
+    rng = np.random.default_rng(None if seed is None else seed % 2**64)
+    chosen = np.sort(rng.choice(len(targets), min(count, len(targets)), replace=False))
+    real = targets[chosen].astype(np.float32) / 255.0
+    inputs = np.asarray(data.paired(kind, real))
+    return inputs, np.asarray(model.translate(inputs)), real
+
+
+def translation_figure(model, targets: np.ndarray, kind: str, seed: int = FIGURE_SEED):
+    """(images, columns) of the card's figure: input / output / target rows."""
+    rows = translation_examples(model, targets, kind, FIGURE_EXAMPLES, seed)
+    return images_module.side_by_side(*rows)
+
+
+def figure_entry(preset: str, kind: str, data_source=None) -> dict:
+    """The card's entry for `translation_figure`, with the command that redraws it."""
+    command = ["keras-gen", "sample", preset, "-n", str(FIGURE_EXAMPLES)]
+    command += ["--seed", str(FIGURE_SEED), "-o", FIGURE]
+    if data_source is not None:
+        command += ["--data", str(data_source)]
+    return {
+        "file": FIGURE,
+        "caption": (
+            f"Rows: the input ({INPUT_NAMES.get(kind, kind)}), the model's output, "
+            "the real target, for "
+            f"{FIGURE_EXAMPLES} test images chosen by seed {FIGURE_SEED}."
+        ),
+        "command": shlex.join(command),
+    }
 
 
 def mean_pairwise_distance(images) -> float:

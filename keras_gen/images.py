@@ -53,6 +53,49 @@ def grid(images, columns: int | None = None, padding: int = 2) -> np.ndarray:
     return canvas
 
 
+def side_by_side(*rows, columns: int = 8) -> tuple[np.ndarray, int]:
+    """(images, columns) for `grid`: example i of every row in one column, rows
+    one above the other (e.g. input / output / target), wrapped after `columns`
+    examples into blocks of rows.
+
+    Every image is shown at the largest height and width among the rows, enlarged
+    by repeating pixels (a 16x16 input shows its real pixels), and in colour
+    (one channel repeated three times); a last, partial block is padded with white.
+    """
+    rows = [np.asarray(row, np.float32) for row in rows]
+    count = len(rows[0])
+    if count == 0 or any(len(row) != count for row in rows):
+        raise ValueError(
+            f"rows of one or more examples each, got {[len(r) for r in rows]}"
+        )
+    height = max(row.shape[1] for row in rows)
+    width = max(row.shape[2] for row in rows)
+    shown = [_enlarged(row, height, width) for row in rows]
+    columns = min(columns, count)
+    blocks = -(-count // columns)  # ceiling division
+    blank = np.ones((blocks * columns - count, height, width, 3), np.float32)
+    shown = [np.concatenate([row, blank]) for row in shown]
+    tiles = [
+        row[block * columns : (block + 1) * columns]
+        for block in range(blocks)
+        for row in shown
+    ]
+    return np.concatenate(tiles), columns
+
+
+def _enlarged(images: np.ndarray, height: int, width: int) -> np.ndarray:
+    """RGB images of (height, width), each pixel repeated to get there."""
+    if height % images.shape[1] or width % images.shape[2]:
+        raise ValueError(
+            f"cannot enlarge {images.shape[1]}x{images.shape[2]} images to "
+            f"{height}x{width} by repeating pixels"
+        )
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    images = np.repeat(images, height // images.shape[1], axis=1)
+    return np.repeat(images, width // images.shape[2], axis=2)
+
+
 # A tEXt chunk right after the header marks a PNG as keras_gen's: a later write may
 # replace it, while a PNG of the user's at the same path is refused.
 _SIGNATURE = b"Software\0keras_gen"
@@ -81,12 +124,14 @@ def write_png(
     images,
     columns: int | None = None,
     overwrite: bool = False,
+    padding: int = 2,
 ) -> None:
     """Write a grid of images in [0, 1] to a PNG file, atomically.
 
     An existing file is replaced only if keras_gen wrote it, or with `overwrite`.
+    One image with `padding` 0 is written as itself.
     """
-    png = tf.io.encode_png(grid(images, columns)).numpy()
+    png = tf.io.encode_png(grid(images, columns, padding)).numpy()
     with _files.atomic_path(path, png_signed, overwrite) as temporary:
         temporary.write_bytes(_signed_png(png))
 

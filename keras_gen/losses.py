@@ -5,13 +5,25 @@ import tensorflow as tf
 
 
 def gan_discriminator_losses(real_logits, fake_logits) -> tf.Tensor:
-    """Per-example -log D(x) - log(1 - D(G(z))), from logits of shape (batch, 1)."""
-    return tf.nn.softplus(-real_logits[:, 0]) + tf.nn.softplus(fake_logits[:, 0])
+    """Per-example -log D(x) - log(1 - D(G(z))), from logits of shape (batch, 1).
+
+    A PatchGAN's logits, (batch, rows, columns, 1), give each example the mean
+    over its patches.
+    """
+    return patch_mean(tf.nn.softplus(-real_logits)) + patch_mean(
+        tf.nn.softplus(fake_logits)
+    )
 
 
 def gan_generator_losses(fake_logits) -> tf.Tensor:
-    """Per-example non-saturating generator loss -log D(G(z)) (Goodfellow et al. 2014)."""
-    return tf.nn.softplus(-fake_logits[:, 0])
+    """Per-example non-saturating generator loss -log D(G(z)) (Goodfellow et al. 2014),
+    averaged over a PatchGAN's patches."""
+    return patch_mean(tf.nn.softplus(-fake_logits))
+
+
+def patch_mean(values) -> tf.Tensor:
+    """Per-example mean over every axis but the first: (batch, 1) gives its one value."""
+    return tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
 
 
 def average_over_global_batch(per_example) -> tf.Tensor:

@@ -3,9 +3,12 @@
 Features come from any extractor (a classifier's penultimate layer, the FID Inception
 network); these functions only see arrays. Statistics that stream (`FeatureStatistics`)
 accumulate sums, so feeding batches in any split or order gives the same numbers.
+Image-to-image metrics (PSNR, SSIM, colourfulness) are per image, for the caller to
+average.
 """
 
 import numpy as np
+import tensorflow as tf
 
 
 class FeatureStatistics:
@@ -222,3 +225,39 @@ def memorisation_ratio(generated, train, test, batch_size: int = 1024) -> float:
 def bits_per_dim(nats_per_example, dimensions: int) -> float:
     """Negative log-likelihood in nats per example -> bits per dimension."""
     return float(np.mean(nats_per_example) / (dimensions * np.log(2)))
+
+
+# Image-to-image metrics: each output against its own target, per image.
+
+
+def psnr(images, targets) -> np.ndarray:
+    """Peak signal-to-noise ratio in dB of each image against its target, pixels in
+    [0, 1]: 10 log10(1 / mean squared error) (`tf.image.psnr`)."""
+    return tf.image.psnr(_float32(images), _float32(targets), max_val=1.0).numpy()
+
+
+def ssim(images, targets) -> np.ndarray:
+    """Structural similarity of each image with its target, pixels in [0, 1]
+    (`tf.image.ssim`: Wang et al. 2004's 11x11 Gaussian window, sigma 1.5, k1 0.01,
+    k2 0.03; colour images: the mean over channels). 1 for identical images."""
+    return tf.image.ssim(_float32(images), _float32(targets), max_val=1.0).numpy()
+
+
+def colourfulness(images) -> np.ndarray:
+    """Hasler and Süsstrunk's (2003) colourfulness M of each RGB image in [0, 1].
+
+    On their 0..255 scale: rg = R - G, yb = (R + G) / 2 - B, and M = sqrt(sd(rg)^2 +
+    sd(yb)^2) + 0.3 sqrt(mean(rg)^2 + mean(yb)^2) over the image's pixels; 0 for
+    gray, larger for more and stronger colour. Colorization models that play safe
+    give too little of it.
+    """
+    pixels = np.asarray(images, np.float64) * 255.0
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    rg = (red - green).reshape(len(pixels), -1)
+    yb = ((red + green) / 2 - blue).reshape(len(pixels), -1)
+    spread = np.sqrt(rg.std(axis=1) ** 2 + yb.std(axis=1) ** 2)
+    return spread + 0.3 * np.sqrt(rg.mean(axis=1) ** 2 + yb.mean(axis=1) ** 2)
+
+
+def _float32(images):
+    return np.asarray(images, np.float32)

@@ -359,12 +359,7 @@ def train(
     run at a time may train into it.
     """
     recipe = zoo.card(preset)
-    made_by = zoo.model_class(recipe).made_by
-    if made_by is not None:
-        raise ValueError(
-            f"{recipe['model']['class']} presets are not trained from scratch by "
-            f"keras-gen train: make one with {made_by}"
-        )
+    _check_trainable(recipe)
     epochs, batch_size, seed = _or_recipe(recipe, epochs, batch_size, seed)
     distribution = distribution or strategy()
     _check_settings(epochs, steps_per_epoch, batch_size, seed, checkpoint_every)
@@ -399,6 +394,16 @@ def train(
         )
         shutil.rmtree(state.folder, ignore_errors=True)
     return trained
+
+
+def _check_trainable(recipe: dict) -> None:
+    """Refuse a family whose presets a tool makes from another model's networks."""
+    made_by = zoo.model_class(recipe).made_by
+    if made_by is not None:
+        raise ValueError(
+            f"{recipe['model']['class']} presets are not trained from scratch by "
+            f"keras-gen train: make one with {made_by}"
+        )
 
 
 def _or_recipe(recipe, epochs, batch_size, seed):
@@ -535,6 +540,7 @@ def _tensorboard(logdir, settings, train_images, train_labels):
                 batch_size=8,
                 shuffle=False,
                 labels=None if train_labels is None else train_labels[:8],
+                pairs=data.input_kind(settings["data"]["dataset"]),
             )
         )
     )
@@ -561,6 +567,7 @@ def _fit(model, state, settings, train_images, train_labels, callbacks, verbose)
                 start_step=done,
                 binarize=settings["binarize"],
                 labels=train_labels,
+                pairs=data.input_kind(settings["data"]["dataset"]),
             ),
             initial_epoch=epoch,
             epochs=epoch + 1 if into_epoch else settings["epochs"],
@@ -643,8 +650,25 @@ def _measure_and_write(
         },
         "metrics": metrics,
     }
+    entries, figures = _translation_figure(trained, recipe["data"], splits, output)
+    trained_card.update(entries)
     samples = trained.generate(64, seed=SAMPLE_SEED) if generative else None
-    return zoo.write(output, trained, trained_card, samples, overwrite)
+    return zoo.write(output, trained, trained_card, samples, overwrite, figures)
+
+
+def _translation_figure(model, spec, splits, output) -> tuple[dict, dict]:
+    """An image-to-image model's input / output / target figure of test images:
+    ({"figures": [card entry]}, {file: (images, columns)}); nothing for others."""
+    if not model.can(base.TRANSLATION):
+        return {}, {}
+    try:
+        targets = splits.images("test")
+    except data.DataSourceError:  # evaluate has said that there is no test split
+        return {}, {}
+    kind = data.input_kind(spec["dataset"])
+    entry = evaluation.figure_entry(_preset_argument(output), kind, splits.source)
+    shown = evaluation.translation_figure(model, targets, kind)
+    return {"figures": [entry]}, {entry["file"]: shown}
 
 
 def _preset_argument(output: Path) -> str:

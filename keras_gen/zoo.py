@@ -493,7 +493,9 @@ def weights_file(folder: Path, preset_card: dict) -> Path:
     entry = preset_card.get("weights", {}).get(WEIGHTS)
     if entry is None:
         raise WeightsError(
-            f"preset {folder.name!r} has no trained weights yet (no {WEIGHTS} in its card)"
+            f"preset {folder.name!r} has no trained weights yet (no {WEIGHTS} in its "
+            f"card); train its recipe with `keras-gen train {folder.name} --output DIR` "
+            "and use DIR"
         )
     file = folder / WEIGHTS
     if not os.path.lexists(file):
@@ -530,10 +532,13 @@ def write(
     preset_card: dict,
     samples,
     overwrite: bool = False,
+    figures: dict | None = None,
 ) -> Path:
     """Write a complete preset folder atomically: it appears whole or not at all.
 
-    An existing folder is replaced only if keras_gen wrote it, or with `overwrite`.
+    `figures`: file name -> (images, columns), written as PNG grids beside the
+    card, which lists them. An existing folder is replaced only if keras_gen
+    wrote it, or with `overwrite`.
     """
     folder = Path(folder)
     with _files.atomic_directory(folder, overwrite) as staging:
@@ -549,6 +554,8 @@ def write(
         }
         if samples is not None:  # classifiers generate nothing
             images.write_png(staging / "samples.png", samples)
+        for file, (shown, columns) in (figures or {}).items():
+            images.write_png(staging / file, shown, columns=columns)
         (staging / CARD).write_text(json.dumps(preset_card, indent=2) + "\n")
         (staging / "README.md").write_text(model_card(preset_card))
     return folder
@@ -559,6 +566,23 @@ def update_card(folder: str | os.PathLike, preset_card: dict) -> None:
     folder = path(folder)
     _files.write_text(folder / CARD, json.dumps(preset_card, indent=2) + "\n")
     _files.write_text(folder / "README.md", model_card(preset_card))
+
+
+def record_figure(
+    name_or_path: str | os.PathLike, figure: dict, shown, columns: int
+) -> None:
+    """Write a figure (images tiled `columns` wide) into a preset folder and list its
+    card entry (file, caption, command) in the card, replacing one of the same file.
+
+    A PNG there that keras_gen did not write is refused, as every output is.
+    """
+    folder = path(name_or_path)
+    preset_card = card(folder)
+    kept = [f for f in preset_card.get("figures", []) if f["file"] != figure["file"]]
+    updated = {**preset_card, "figures": [*kept, figure]}
+    validate(updated, folder / CARD)
+    images.write_png(folder / figure["file"], shown, columns=columns)
+    update_card(folder, updated)
 
 
 def _at_commit(trained: dict) -> str:

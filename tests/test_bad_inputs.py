@@ -364,6 +364,28 @@ def _data_empty_tar(tmp):
     _data_tar(tmp, {"notes.txt": b"no faces"})
 
 
+def _translation_preset(tmp):
+    """tmp/p2p: an untrained 64x64 Pix2Pix preset of sketches (faces_edges), with
+    the user's tmp/photo.png and tmp/notes.txt beside it."""
+    card = {
+        "description": "tiny",
+        "model": {
+            "class": "Pix2Pix",
+            "config": {"generator_filters": 2, "discriminator_filters": 2},
+        },
+        "data": {
+            "dataset": "faces_edges",
+            "split": "train",
+            "description": "-",
+            "terms": "-",
+        },
+        "training": {"epochs": 1, "batch_size": 4, "seed": 0, "compile": {}},
+    }
+    zoo.write(tmp / "p2p", zoo.build(card), card, None)
+    _user_png(tmp)
+    _user_file(tmp)
+
+
 # --- the table: sections by issue item; add rows, never weaken one ----------------
 
 MNIST = (SHARED / "mnist.npz",)
@@ -1067,7 +1089,112 @@ ROWS: dict[str, Row] = {
         setup=_export_quoted_preset,
     ),
     # --- Training: flags, checkpoints, locks. ---
+    # --- Image-to-image: translate, sample and paired data. ---
+    "translate with a generative preset": cli_row(
+        "translate",
+        "dcgan_faces",
+        "{tmp}/photo.png",
+        "-o",
+        "{tmp}/x.png",
+        match="dcgan_faces is a DCGAN, which does not translate images",
+        setup=_user_png,
+    ),
+    "translate with a preset not trained yet": cli_row(
+        "translate",
+        "pix2pix_edges2faces",
+        "{tmp}/photo.png",
+        "-o",
+        "{tmp}/x.png",
+        match="has no trained weights yet",
+        setup=_user_png,
+    ),
+    "translate an input that does not exist": cli_row(
+        "translate",
+        "{tmp}/p2p",
+        "{tmp}/nothere.png",
+        "-o",
+        "{tmp}/x.png",
+        match="nothere.png does not exist",
+        setup=_translation_preset,
+    ),
+    "translate a folder as input": cli_row(
+        "translate",
+        "{tmp}/p2p",
+        "{tmp}/p2p",
+        "-o",
+        "{tmp}/x.png",
+        match="p2p is not a regular file",
+        setup=_translation_preset,
+    ),
+    "translate a file that is not an image": cli_row(
+        "translate",
+        "{tmp}/p2p",
+        "{tmp}/notes.txt",
+        "-o",
+        "{tmp}/x.png",
+        match="cannot decode image",
+        setup=_translation_preset,
+    ),
+    "translate over the user's PNG": cli_row(
+        "translate",
+        "{tmp}/p2p",
+        "{tmp}/photo.png",
+        "-o",
+        "{tmp}/photo.png",
+        match="photo.png",
+        setup=_translation_preset,
+    ),
+    "sample --prompt for an image-to-image preset": cli_row(
+        "sample",
+        "{tmp}/p2p",
+        "--prompt",
+        "female",
+        "-o",
+        "{tmp}/x.png",
+        match="not a conditional model",
+        setup=_translation_preset,
+    ),
+    "paired inputs of an unknown kind": api_row(
+        lambda tmp: data.paired("blur", np.zeros((1, 8, 8, 3), "float32")),
+        match="unknown paired kind 'blur'; choose one of edges, grayscale",
+    ),
+    "paired inputs from grayscale targets": api_row(
+        lambda tmp: data.paired("edges", np.zeros((1, 8, 8, 1), "float32")),
+        match="makes inputs from RGB targets",
+    ),
+    "Pix2Pix translate of RGB where it reads sketches": api_row(
+        lambda tmp: _export_tiny("pix2pix").translate(
+            np.zeros((1, 8, 8, 3), "float32")
+        ),
+        match="translates inputs of shape (batch, 8, 8, 1), got (1, 8, 8, 3)",
+    ),
+    "Pix2Pix translate of 0..255 pixels": api_row(
+        lambda tmp: _export_tiny("pix2pix").translate(
+            np.full((1, 8, 8, 1), 255.0, "float32")
+        ),
+        match="inputs must be in [0, 1]",
+    ),
+    "Pix2Pix asked to generate": api_row(
+        lambda tmp: _export_tiny("pix2pix").generate(4),
+        match="Pix2Pix cannot generate images: it has no 'samples' capability",
+    ),
+    "Pix2Pix fit on images without targets": api_row(
+        lambda tmp: _compiled_fit("pix2pix", np.zeros((4, 8, 8, 1), "float32")),
+        match="trains on (inputs, targets) batches",
+    ),
+    "SuperResolution given a discriminator optimizer it does not have": api_row(
+        lambda tmp: _export_tiny("super_resolution").compile(
+            discriminator_optimizer="adam"
+        ),
+        match="has no discriminator (adversarial_weight=0)",
+    ),
 }
+
+
+def _compiled_fit(family, *arrays):
+    model = _export_tiny(family)
+    model.compile()
+    return model.fit(*arrays, batch_size=4, verbose=0)
 
 
 def _tree_digest(*roots: Path) -> dict[str, str]:

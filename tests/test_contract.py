@@ -21,6 +21,7 @@ PROMISED = {
     base.RECONSTRUCTION: ("encode", "reconstruct"),
     base.PREVIEW: ("preview",),
     base.CLASSIFY: ("features", "probabilities"),
+    base.TRANSLATION: ("translate", "input_image_shape", "image_shape"),
 }
 
 

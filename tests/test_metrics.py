@@ -131,3 +131,38 @@ def test_bits_per_dim_of_a_known_density():
     # A uniform distribution over 256 values per pixel: 8 bits per dimension exactly.
     nats = np.full(5, 784 * np.log(256))
     assert metrics.bits_per_dim(nats, 784) == pytest.approx(8.0)
+
+
+# Image-to-image metrics, against independent computations.
+
+
+def test_psnr_is_ten_log10_of_one_over_the_mean_squared_error():
+    rng = np.random.default_rng(0)
+    targets = rng.random((3, 8, 8, 3))
+    images = np.clip(targets + rng.normal(0, 0.1, targets.shape), 0, 1)
+    mse = ((images - targets) ** 2).reshape(3, -1).mean(axis=1)
+    np.testing.assert_allclose(
+        metrics.psnr(images, targets), 10 * np.log10(1 / mse), rtol=1e-5
+    )
+
+
+def test_ssim_is_one_for_identical_images_and_less_otherwise():
+    rng = np.random.default_rng(1)
+    targets = rng.random((2, 16, 16, 3))
+    np.testing.assert_allclose(metrics.ssim(targets, targets), 1.0, rtol=1e-6)
+    noisy = np.clip(targets + rng.normal(0, 0.2, targets.shape), 0, 1)
+    assert (metrics.ssim(noisy, targets) < 0.9).all()
+
+
+def test_colourfulness_follows_hasler_and_suesstrunk():
+    rng = np.random.default_rng(2)
+    images = rng.random((2, 5, 4, 3))
+    for image, found in zip(images, metrics.colourfulness(images)):
+        red, green, blue = (image[..., c].ravel() * 255 for c in range(3))
+        rg, yb = red - green, 0.5 * (red + green) - blue
+        expected = np.hypot(np.std(rg), np.std(yb)) + 0.3 * np.hypot(
+            np.mean(rg), np.mean(yb)
+        )
+        assert found == pytest.approx(expected, rel=1e-10)
+    gray = np.repeat(images[..., :1], 3, axis=-1)
+    np.testing.assert_allclose(metrics.colourfulness(gray), 0.0, atol=1e-9)

@@ -234,6 +234,41 @@ def mixture_prior_vae(**overrides) -> keras.Model:
     return MixturePriorVAE(**{**config, **overrides})
 
 
+def pix2pix(**overrides) -> keras.Model:
+    from keras_gen.models import Pix2Pix
+
+    config = {
+        "image_size": 8,  # the U-Net halves it to 1x1 in three steps
+        "input_channels": 1,
+        "output_channels": 3,
+        "generator_filters": 4,
+        "discriminator_filters": 4,
+    }
+    return Pix2Pix(**{**config, **overrides})
+
+
+def super_resolution(**overrides) -> keras.Model:
+    from keras_gen.models import SuperResolution
+
+    config = {"input_size": 4, "scale": 4, "filters": 4, "residual_blocks": 1}
+    return SuperResolution(**{**config, **_noiseless(overrides)})
+
+
+def srgan(**overrides) -> keras.Model:
+    """SuperResolution with its adversarial loss (the feature loss needs a classifier
+    preset of the output's shape: tests/test_super_resolution.py makes one)."""
+    return super_resolution(
+        adversarial_weight=0.1, discriminator_filters=4, **_noiseless(overrides)
+    )
+
+
+def image_pairs(model, count, seed=0):
+    """(inputs, targets) in [0, 1] of a translation model's shapes."""
+    rng = np.random.default_rng(seed)
+    inputs = rng.random((count, *model.input_image_shape)).astype("float32")
+    return inputs, rng.random((count, *model.image_shape)).astype("float32")
+
+
 FAMILIES = {
     "Classifier": Family(
         make=classifier, compile=_compile_one, batch=_classified_images
@@ -254,4 +289,11 @@ FAMILIES = {
     "DBN": Family(make=dbn, compile=_compile_layers, train_steps=2),
     "GaussianMixture": Family(make=gaussian_mixture, compile=_compile_one),
     "MixturePriorVAE": Family(make=mixture_prior_vae, compile=_compile_one),
+    "Pix2Pix": Family(make=pix2pix, compile=_compile_gan, batch=image_pairs),
+    "SuperResolution": Family(
+        make=super_resolution, compile=_compile_layers, batch=image_pairs
+    ),
+    "SuperResolution (SRGAN)": Family(
+        make=srgan, compile=_compile_layers, batch=image_pairs
+    ),
 }

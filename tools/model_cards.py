@@ -86,8 +86,10 @@ def _first_value(card: dict, start: str) -> str:
 
 
 def _model_name(card: dict) -> str:
-    network = card["model"]["config"].get("network")
-    return card["model"]["class"] + (f" ({network})" if network else "")
+    network = card["model"]["config"].get("network", "convolutional")
+    return card["model"]["class"] + (
+        "" if network == "convolutional" else f" ({network})"
+    )
 
 
 def _replace_between(text: str, begin: str, end: str, table: str) -> str | None:

@@ -555,7 +555,7 @@ class RBM(_BoltzmannFamily):
 
 
 @base.family
-class DBN(_BoltzmannFamily):
+class DBN(base.NetworkOptimizers, _BoltzmannFamily):
     """Deep belief network: RBMs stacked and trained greedily, one layer after another.
 
     Layer 1 models the images, layer 2 models layer 1's hidden units, and so on
@@ -670,23 +670,6 @@ class DBN(_BoltzmannFamily):
             )
             layer_optimizer.build(getattr(self, network).trainable_variables)
             setattr(self, name, layer_optimizer)
-
-    def get_compile_config(self):
-        if not self.compiled:
-            return {}
-        return {
-            name: keras.optimizers.serialize(getattr(self, name))
-            for name in self.network_optimizers
-        }
-
-    def compile_from_config(self, config):
-        self.compile(
-            **{
-                key: keras.optimizers.deserialize(value)
-                for key, value in config.items()
-                if key in self.network_optimizers
-            }
-        )
 
     def train_step(self, data):
         images = self._flat(inputs.images(data))

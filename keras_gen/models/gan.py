@@ -9,14 +9,13 @@ from keras_gen import losses
 from keras_gen.models import base, noise
 
 
-class GAN(base.LatentFamily):
+class GAN(base.NetworkOptimizers, base.LatentFamily):
     """The generator half of a GAN, and compile state for one optimizer per network.
 
     A subclass builds `generator` (latents -> images in the tanh range [-1, 1])
     and its other networks, lists `network_optimizers` (optimizer attribute ->
     network attribute), and gives `compile` its optimizers' names and defaults
-    through `_compile_networks`. The compile config then round-trips, so a
-    reloaded .keras file comes back compiled.
+    through `_compile_networks` (see `base.NetworkOptimizers`).
 
     Args:
         image_size: side of the square images; 28, 32 and 64 all work.
@@ -80,68 +79,24 @@ class GAN(base.LatentFamily):
         """
         return {"generate": self._decode_endpoint(), "sample": self._sample_endpoint()}
 
-    def _compile_networks(self, chosen: dict, default, **kwargs):
-        """Set each network's optimizer: `chosen[name]`, or `default(name)` if None."""
-        super().compile(optimizer=None, **kwargs)  # Keras would add an unused RMSprop
-        mixed = keras.mixed_precision.global_policy().name == "mixed_float16"
-        for name, network in self.network_optimizers.items():
-            optimizer = keras.optimizers.get(chosen.get(name) or default(name))
-            if mixed and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-                # What Keras's own compile does for model.optimizer, for each of ours.
-                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-            optimizer.build(getattr(self, network).trainable_variables)
-            setattr(self, name, optimizer)
 
-    def get_compile_config(self):
-        if not self.compiled:
-            return {}
-        return {
-            name: keras.optimizers.serialize(getattr(self, name))
-            for name in self.network_optimizers
-        }
+class AdversarialUpdates(base.NetworkOptimizers):
+    """A generator's and a discriminator's non-saturating updates (Goodfellow et al.
+    2014), each network with its own optimizer (a mixin).
 
-    def compile_from_config(self, config):
-        self.compile(
-            **{
-                key: keras.optimizers.deserialize(value)
-                for key, value in config.items()
-                if key in self.network_optimizers
-            }
-        )
-
-
-class NonSaturatingGAN(GAN):
-    """The original GAN's algorithm (Goodfellow et al. 2014), non-saturating loss.
-
-    Trains on images in [0, 1] (batches of images, or `(images, anything)`
-    tuples), one discriminator and one generator update per batch, each network
-    with its own optimizer. A family writes `_build_networks`; a conditional one
-    also `_generator_inputs` and `_discriminator_inputs`.
+    Shared by NonSaturatingGAN, Pix2Pix and SuperResolution's adversarial mode. A
+    family builds `generator` and `discriminator` (-> logits, one per image or
+    one per patch, in a tensor whose first axis is the batch), and may feed the
+    discriminator a condition beside the images (`_discriminator_inputs`): class
+    labels, or the input image of an image-to-image model.
     """
 
     network_optimizers: ClassVar[dict[str, str]] = {
         "generator_optimizer": "generator",
         "discriminator_optimizer": "discriminator",
     }
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)  # the GAN's arguments
-        self.generator, self.discriminator = self._build_networks()
-        # d_real and d_fake: the discriminator's mean probability that an image is real.
-        self.trackers = base.mean_trackers(
-            "generator_loss", "discriminator_loss", "d_real", "d_fake"
-        )
-        self.build()
-
-    def _build_networks(self) -> tuple:
-        """The generator (latents -> tanh images) and discriminator (-> one logit)."""
-        raise NotImplementedError(
-            f"{type(self).__name__} does not implement _build_networks"
-        )
-
-    def _discriminator_inputs(self, images, labels):
-        """What the discriminator reads; a conditional subclass adds its labels."""
-        return images
+    # Pix2Pix halves the discriminator's loss, so that it learns slower than the generator.
+    discriminator_loss_weight: ClassVar[float] = 1.0
 
     def compile(
         self,
@@ -157,6 +112,91 @@ class NonSaturatingGAN(GAN):
             },
             lambda name: keras.optimizers.Adam(2e-4, beta_1=0.5),
             **kwargs,
+        )
+
+    def _discriminator_inputs(self, images, condition):
+        """What the discriminator reads; a conditional family adds its condition."""
+        return images
+
+    def _discriminate(self, images, condition, training=False):
+        """Logits of images in the tanh range (given the condition, if any)."""
+        return self.discriminator(
+            self._discriminator_inputs(images, condition), training=training
+        )
+
+    def _update_discriminator(self, real, fake, condition) -> tuple:
+        """One discriminator step; (per-example losses, real logits, fake logits)."""
+        weights = self.discriminator.trainable_variables
+        with tf.GradientTape() as tape:
+            real_logits = self._discriminate(real, condition, training=True)
+            fake_logits = self._discriminate(fake, condition, training=True)
+            per_example = losses.gan_discriminator_losses(real_logits, fake_logits)
+            loss = losses.average_over_global_batch(
+                self.discriminator_loss_weight * per_example
+            )
+            loss = self.discriminator_optimizer.scale_loss(loss)
+        gradients = tape.gradient(loss, weights)
+        self.discriminator_optimizer.apply_gradients(zip(gradients, weights))
+        return per_example, real_logits, fake_logits
+
+    def _track_losses(
+        self, discriminator_losses, generator_losses, real_logits, fake_logits
+    ):
+        """fit's logs; `generator_losses` are per-example losses, or a dict of them
+        by name (Pix2Pix: its adversarial and L1 terms)."""
+        if not isinstance(generator_losses, dict):
+            generator_losses = {"generator_loss": generator_losses}
+        return self._track(
+            **generator_losses,
+            discriminator_loss=discriminator_losses,
+            d_real=tf.sigmoid(real_logits),
+            d_fake=tf.sigmoid(fake_logits),
+        )
+
+    def _update_generator(self, generator_tape, fake, losses_of):
+        """One generator step through the images `generator_tape` recorded.
+
+        `losses_of(fake)` returns (per-example loss, what to track: those losses,
+        or a dict of per-example values by name); this returns the latter. The chain rule is taken in two steps
+        (loss -> images -> generator weights), so no tape stays open across the
+        discriminator's update and its cross-replica reductions.
+        """
+        weights = self.generator.trainable_variables
+        with tf.GradientTape() as image_tape:
+            image_tape.watch(fake)
+            per_example, tracked = losses_of(fake)
+            loss = losses.average_over_global_batch(per_example)
+            loss = self.generator_optimizer.scale_loss(loss)
+        gradients = generator_tape.gradient(
+            fake, weights, output_gradients=image_tape.gradient(loss, fake)
+        )
+        self.generator_optimizer.apply_gradients(zip(gradients, weights))
+        return tracked
+
+
+class NonSaturatingGAN(AdversarialUpdates, GAN):
+    """The original GAN's algorithm (Goodfellow et al. 2014), non-saturating loss.
+
+    Trains on images in [0, 1] (batches of images, or `(images, anything)`
+    tuples), one discriminator and one generator update per batch, each network
+    with its own optimizer (`AdversarialUpdates`). A family writes
+    `_build_networks`; a conditional one also `_generator_inputs` and
+    `_discriminator_inputs`.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)  # the GAN's arguments
+        self.generator, self.discriminator = self._build_networks()
+        # d_real and d_fake: the discriminator's mean probability that an image is real.
+        self.trackers = base.mean_trackers(
+            "generator_loss", "discriminator_loss", "d_real", "d_fake"
+        )
+        self.build()
+
+    def _build_networks(self) -> tuple:
+        """The generator (latents -> tanh images) and discriminator (-> one logit)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement _build_networks"
         )
 
     def train_step(self, data):
@@ -175,50 +215,19 @@ class NonSaturatingGAN(GAN):
         )
 
         # 3. Update the generator against the updated discriminator.
-        generator_losses = self._update_generator(generator_tape, fake, labels)
+        generator_losses = self._update_generator(
+            generator_tape, fake, lambda images: self._generator_losses(images, labels)
+        )
         return self._track_losses(
             discriminator_losses, generator_losses, real_logits, fake_logits
         )
 
-    def _discriminate(self, images, labels, training=False):
-        """Logits (batch, 1) of images in the tanh range."""
-        return self.discriminator(
-            self._discriminator_inputs(images, labels), training=training
+    def _generator_losses(self, fake, labels) -> tuple:
+        """(per-example -log D(G(z)), the same): what the generator minimises and logs."""
+        per_example = losses.gan_generator_losses(
+            self._discriminate(fake, labels, training=True)
         )
-
-    def _update_discriminator(self, real, fake, labels) -> tuple:
-        """One discriminator step; (per-example losses, real logits, fake logits)."""
-        weights = self.discriminator.trainable_variables
-        with tf.GradientTape() as tape:
-            real_logits = self._discriminate(real, labels, training=True)
-            fake_logits = self._discriminate(fake, labels, training=True)
-            per_example = losses.gan_discriminator_losses(real_logits, fake_logits)
-            loss = losses.average_over_global_batch(per_example)
-            loss = self.discriminator_optimizer.scale_loss(loss)
-        gradients = tape.gradient(loss, weights)
-        self.discriminator_optimizer.apply_gradients(zip(gradients, weights))
-        return per_example, real_logits, fake_logits
-
-    def _update_generator(self, generator_tape, fake, labels) -> tf.Tensor:
-        """One generator step through the images `generator_tape` recorded.
-
-        The chain rule is taken in two steps (loss -> images -> generator weights),
-        so no tape stays open across the discriminator's update and its
-        cross-replica reductions. Returns the per-example losses.
-        """
-        weights = self.generator.trainable_variables
-        with tf.GradientTape() as image_tape:
-            image_tape.watch(fake)
-            per_example = losses.gan_generator_losses(
-                self._discriminate(fake, labels, training=True)
-            )
-            loss = losses.average_over_global_batch(per_example)
-            loss = self.generator_optimizer.scale_loss(loss)
-        gradients = generator_tape.gradient(
-            fake, weights, output_gradients=image_tape.gradient(loss, fake)
-        )
-        self.generator_optimizer.apply_gradients(zip(gradients, weights))
-        return per_example
+        return per_example, per_example
 
     def test_step(self, data):
         real, labels = self._tanh_batch(data)
@@ -232,16 +241,6 @@ class NonSaturatingGAN(GAN):
             losses.gan_generator_losses(fake_logits),
             real_logits,
             fake_logits,
-        )
-
-    def _track_losses(
-        self, discriminator_losses, generator_losses, real_logits, fake_logits
-    ):
-        return self._track(
-            discriminator_loss=discriminator_losses,
-            generator_loss=generator_losses,
-            d_real=tf.sigmoid(real_logits),
-            d_fake=tf.sigmoid(fake_logits),
         )
 
 

@@ -580,3 +580,189 @@ def build_pixel_logits(filters: int) -> tuple:
     # float32 logits under a mixed-precision policy: they parameterise Bernoullis.
     logits = keras.layers.Conv2D(1, 1, dtype="float32", name="output_logits")
     return hidden, logits
+
+
+# Image-to-image: pix2pix's U-Net and PatchGAN (Isola et al. 2017), and the
+# super-resolution generator (Ledig et al. 2017's SRResNet, as Lim et al. 2017 trim it).
+
+# The U-Net's widths stop doubling at 8 times the first layer's, as the paper's do.
+UNET_MAX_WIDTH_FACTOR = 8
+# The paper's dropout sits in the three innermost decoder layers.
+UNET_DROPOUT_LAYERS = 3
+
+
+def _unet_depth(image_size: int) -> int:
+    """Stride-2 layers from `image_size` down to 1x1; the size must be a power of 2."""
+    depth = int(image_size).bit_length() - 1
+    if image_size < 8 or 2**depth != image_size:
+        raise ValueError(
+            f"image_size={image_size}: the U-Net halves the image down to 1x1, so it "
+            "must be a power of 2 of at least 8, such as 64 or 256"
+        )
+    return depth
+
+
+def build_unet(
+    image_size: int,
+    input_channels: int,
+    output_channels: int,
+    filters: int,
+    dropout: float,
+    seed: int,
+) -> keras.Model:
+    """Inputs in [-1, 1] -> tanh images of the same size: pix2pix's U-Net generator.
+
+    Encoder: 4x4 stride-2 convolutions down to 1x1, widths filters, 2 filters, ...
+    up to 8 filters, batch norm on all but the outermost and innermost, LeakyReLU
+    0.2. Decoder: 4x4 stride-2 transposed convolutions, batch norm, dropout in the
+    three innermost (`ReplicaDropout`: the same masks on one device as on N
+    replicas), ReLU, each concatenated with the encoder layer of its size (the
+    skip connections that carry the input's detail across the bottleneck).
+    """
+    depth = _unet_depth(image_size)
+    widths = [filters * min(2**i, UNET_MAX_WIDTH_FACTOR) for i in range(depth)]
+    inputs = keras.Input((image_size, image_size, input_channels), name="inputs")
+    skips, hidden = [], inputs
+    for i, width in enumerate(widths):
+        normalized = 0 < i < depth - 1
+        hidden = _conv(width, 2, use_bias=not normalized)(hidden)
+        if normalized:
+            hidden = _batch_norm()(hidden)
+        skips.append(keras.layers.LeakyReLU(0.2)(hidden))
+        hidden = skips[-1]
+    for i, (width, skip) in enumerate(zip(widths[-2::-1], skips[-2::-1])):
+        hidden = _transposed_conv(width, use_bias=False)(hidden)
+        hidden = _batch_norm()(hidden)
+        if dropout and i < UNET_DROPOUT_LAYERS:
+            hidden = ReplicaDropout(dropout, seed=seed * 1000 + i)(hidden)
+        hidden = keras.layers.ReLU()(hidden)
+        hidden = keras.layers.Concatenate()([hidden, skip])
+    # float32 outputs under a mixed-precision policy.
+    outputs = _transposed_conv(output_channels, activation="tanh", dtype="float32")(
+        hidden
+    )
+    return keras.Model(inputs, outputs, name="generator")
+
+
+def build_patch_discriminator(
+    image_size: int, input_channels: int, output_channels: int, filters: int
+) -> keras.Model:
+    """(inputs, images), both in [-1, 1] -> logits (batch, size / 4, size / 4, 1).
+
+    pix2pix's conditional PatchGAN, sized for 64x64: C64-C128 (stride 2), C256
+    (stride 1), then a 4x4 convolution to one logit per position. Each logit
+    judges a 34x34 patch of the pair, about half a 64x64 face, as the paper's
+    70x70 PatchGAN judges about a quarter of a 256x256 image: realistic texture
+    and local structure; the L1 term takes care of the low frequencies.
+    """
+    condition = keras.Input((image_size, image_size, input_channels), name="inputs")
+    images = keras.Input((image_size, image_size, output_channels), name="images")
+    hidden = keras.layers.Concatenate()([condition, images])
+    for i, (width, strides) in enumerate(((1, 2), (2, 2), (4, 1))):
+        hidden = _conv(filters * width, strides, use_bias=i == 0)(hidden)
+        if i > 0:
+            hidden = _batch_norm()(hidden)
+        hidden = keras.layers.LeakyReLU(0.2)(hidden)
+    logits = _conv(1, 1, dtype="float32")(hidden)
+    return keras.Model([condition, images], logits, name="discriminator")
+
+
+def _conv(width: int, strides: int, **kwargs) -> keras.layers.Conv2D:
+    """A 4x4 convolution, "same" padding, N(0, 0.02) weights (the paper's)."""
+    return keras.layers.Conv2D(
+        width,
+        4,
+        strides=strides,
+        padding="same",
+        kernel_initializer=dcgan_initializer(),
+        **kwargs,
+    )
+
+
+def _transposed_conv(width: int, **kwargs) -> keras.layers.Conv2DTranspose:
+    """A 4x4 stride-2 transposed convolution, N(0, 0.02) weights."""
+    return keras.layers.Conv2DTranspose(
+        width,
+        4,
+        strides=2,
+        padding="same",
+        kernel_initializer=dcgan_initializer(),
+        **kwargs,
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_gen")
+class SubPixelUpsampling(keras.layers.Layer):
+    """(h, w, c * s * s) -> (h * s, w * s, c): the pixel shuffle of a sub-pixel
+    convolution (Shi et al. 2016), `tf.nn.depth_to_space`.
+
+    A convolution at low resolution computes the s * s sub-pixels of every output
+    pixel, so the expensive layers run at the small size, and there is no
+    transposed convolution's checkerboard overlap.
+
+    Args:
+        scale: s, the factor of each side.
+    """
+
+    def __init__(self, scale: int, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, inputs):
+        return tf.nn.depth_to_space(inputs, self.scale)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        scale = self.scale
+
+        def times(side):
+            return None if side is None else side * scale
+
+        return (batch, times(height), times(width), channels // scale**2)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+def build_super_resolution_generator(
+    input_size: int, channels: int, filters: int, residual_blocks: int, scale: int
+) -> keras.Model:
+    """Images in [0, 1] -> images `scale` times larger, in [0, 1] (unclipped).
+
+    SRResNet's shape (Ledig et al. 2017): a convolution, residual blocks with a long
+    skip around them, then a sub-pixel convolution per doubling (each a conv to
+    4 * filters channels, `SubPixelUpsampling(2)`, ReLU), then a convolution to
+    the image. Without batch norm, as Lim et al. 2017 (EDSR) found it costs
+    PSNR; 3x3 kernels throughout, the 16x16 inputs being small. The network adds
+    its output to the bilinear enlargement of the input (a global residual, Kim et
+    al. 2016), and that last convolution starts at zero: an untrained model is
+    the bilinear baseline, and training learns the missing detail.
+    """
+    doublings = int(scale).bit_length() - 1
+    if scale < 2 or 2**doublings != scale:
+        raise ValueError(f"scale must be a power of 2 (2, 4, 8, ...), got {scale}")
+    inputs = keras.Input((input_size, input_size, channels), name="inputs")
+    head = keras.layers.Conv2D(filters, 3, padding="same")(
+        keras.layers.Rescaling(2.0, offset=-1.0)(inputs)
+    )
+    hidden = head
+    for _ in range(residual_blocks):
+        block = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(
+            hidden
+        )
+        block = keras.layers.Conv2D(filters, 3, padding="same")(block)
+        hidden = keras.layers.Add()([hidden, block])
+    hidden = keras.layers.Conv2D(filters, 3, padding="same")(hidden)
+    hidden = keras.layers.Add()([head, hidden])
+    for _ in range(doublings):
+        hidden = keras.layers.Conv2D(4 * filters, 3, padding="same")(hidden)
+        hidden = keras.layers.ReLU()(SubPixelUpsampling(2)(hidden))
+    # float32 from here on under a mixed-precision policy: these are the images.
+    detail = keras.layers.Conv2D(
+        channels, 3, padding="same", kernel_initializer="zeros", dtype="float32"
+    )(hidden)
+    enlarged = keras.layers.UpSampling2D(
+        scale, interpolation="bilinear", dtype="float32"
+    )(inputs)
+    outputs = keras.layers.Add(dtype="float32")([enlarged, detail])
+    return keras.Model(inputs, outputs, name="generator")
