@@ -337,13 +337,27 @@ class EpochMaximization(keras.callbacks.Callback):
             self.mixture.maximize()
 
 
-def with_maximization(mixture: Mixture, callbacks) -> list:
-    """fit's callbacks with the M-step first, before any that checkpoints or logs."""
-    return [EpochMaximization(mixture), *(callbacks or [])]
+class MaximizesEachEpoch:
+    """A mixin for a model that keeps its `mixture`: fit runs the M-step as each
+    epoch ends (`EpochMaximization` first, before any callback that checkpoints)."""
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        **kwargs,
+    ):
+        """keras.Model.fit, with the mixture's M-step at the end of every epoch."""
+        callbacks = [EpochMaximization(self.mixture), *(callbacks or [])]
+        return super().fit(x, y, batch_size, epochs, verbose, callbacks, **kwargs)
 
 
 @base.family
-class GaussianMixture(base.Family):
+class GaussianMixture(MaximizesEachEpoch, base.Family):
     """A mixture of Gaussians over flattened images: the classical density baseline.
 
     p(x) = sum_k pi_k N(x; mu_k, Sigma_k), x the image's H*W*C pixels as a vector.
@@ -418,20 +432,6 @@ class GaussianMixture(base.Family):
         """Start from given parameters (see `Mixture.set_parameters`), e.g. to
         compare with sklearn from the same initialisation."""
         self.mixture.set_parameters(weights, means, covariances)
-
-    def fit(
-        self,
-        x=None,
-        y=None,
-        batch_size=None,
-        epochs=1,
-        verbose="auto",
-        callbacks=None,
-        **kwargs,
-    ):
-        """keras.Model.fit, with the M-step at the end of every epoch."""
-        callbacks = with_maximization(self.mixture, callbacks)
-        return super().fit(x, y, batch_size, epochs, verbose, callbacks, **kwargs)
 
     def negative_log_likelihood(self, images) -> tf.Tensor:
         """Per-image -log p(x) in nats, x the flattened pixels in [0, 1]."""

@@ -14,7 +14,7 @@ tfd = tfp.distributions
 
 
 @base.family
-class MixturePriorVAE(vae.VAE):
+class MixturePriorVAE(gaussian_mixture.MaximizesEachEpoch, vae.VAE):
     """A trained VAE with a Gaussian mixture prior fitted by EM to its posterior means.
 
     A VAE's posteriors rarely fill its N(0, I) prior, so decoding prior draws
@@ -108,20 +108,6 @@ class MixturePriorVAE(vae.VAE):
     @property
     def prior(self) -> tfd.Distribution:
         return self.mixture.density()
-
-    def fit(
-        self,
-        x=None,
-        y=None,
-        batch_size=None,
-        epochs=1,
-        verbose="auto",
-        callbacks=None,
-        **kwargs,
-    ):
-        """keras.Model.fit, with the prior's M-step at the end of every epoch."""
-        callbacks = gaussian_mixture.with_maximization(self.mixture, callbacks)
-        return super().fit(x, y, batch_size, epochs, verbose, callbacks, **kwargs)
 
     def _sample(self, num_samples, seed, labels) -> tf.Tensor:
         latents = self.mixture.sample(num_samples, seed)
