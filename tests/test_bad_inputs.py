@@ -57,6 +57,17 @@ def _user_file(tmp):
     (tmp / "notes.txt").write_text("not a folder")
 
 
+def _untrained_translator(tmp):
+    """A photo, and tmp/recipe: pix2pix_edges2faces' card without its weights."""
+    import json
+
+    _user_png(tmp)
+    card = zoo.card("pix2pix_edges2faces")
+    del card["weights"]
+    (tmp / "recipe").mkdir()
+    (tmp / "recipe" / "card.json").write_text(json.dumps(card))
+
+
 def _user_png(tmp):
     # A PNG the user made: keras_gen did not write it, so it is not replaced.
     import tensorflow as tf
@@ -1101,12 +1112,12 @@ ROWS: dict[str, Row] = {
     ),
     "translate with a preset not trained yet": cli_row(
         "translate",
-        "pix2pix_edges2faces",
+        "{tmp}/recipe",
         "{tmp}/photo.png",
         "-o",
         "{tmp}/x.png",
         match="has no trained weights yet",
-        setup=_user_png,
+        setup=_untrained_translator,
     ),
     "translate an input that does not exist": cli_row(
         "translate",
