@@ -2,9 +2,8 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: sample test lint wheel clean
+.PHONY: sample test browser lint wheel clean
 
 $(VENV)/installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,8 +13,16 @@ $(VENV)/installed: setup.cfg pyproject.toml
 sample: $(VENV)/installed  ## 64 faces from the shipped dcgan_faces preset -> faces.png
 	$(BIN)/keras-gen sample dcgan_faces -n 64 --seed 0 -o faces.png
 
-test: $(VENV)/installed  ## the whole test suite
+test: $(VENV)/installed browser  ## the whole test suite
 	$(BIN)/python -m pytest
+
+# tests/test_web.py runs a real headless Chromium (Debian's package) on onnxruntime-web
+# (npm, pinned and hash-checked, cached in ~/.cache/keras_gen). Both are fetched once.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser: $(VENV)/installed
+	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then \
+	    $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; fi
+	$(BIN)/python -c 'from keras_gen import web; web.runtime()'
 
 lint: $(VENV)/installed
 	$(BIN)/python -m ruff check keras_gen tests tools

@@ -1,11 +1,17 @@
 """The keras-gen command: a thin layer over keras_gen's Python API.
 
-Every user mistake ends in one line on stderr and exit code 2, never a traceback:
-flags are checked when parsed, everything else where it enters the API.
+A user's mistake ends the command with one line on stderr and exit code 2, never
+a traceback: flags are checked when parsed, everything else where it enters the
+API. Commands that run a model first say on stderr which device runs them.
+TensorFlow's own logs stay hidden unless -v/--verbose; long work shows progress
+on a terminal unless -q/--quiet.
 """
 
 import argparse
+import inspect
+import itertools
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -13,7 +19,19 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_gen import _files, data, evaluation, export, images, training, zoo
+from keras_gen import (
+    _files,
+    _startup,
+    data,
+    evaluation,
+    export,
+    images,
+    progress,
+    prompts,
+    training,
+    zoo,
+)
+from keras_gen.applications import detection, latent
 from keras_gen.models import base, conditioning
 
 INT64_MAX = 2**63 - 1
@@ -55,6 +73,17 @@ def _integer(low: int, high: int = INT64_MAX):
     return parse
 
 
+def _finite_number(text: str) -> float:
+    """An argparse type: a finite float, with a message saying so."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def _preset(parser, what="preset name (shipped preset) or ./path of a preset folder"):
     parser.add_argument("preset", help=what)
 
@@ -83,6 +112,7 @@ def _command_info(args, argv):
 def _command_sample(args, argv):
     _files.claim_file(args.output, images.png_signed, args.overwrite)
     model = _generative(args.preset)
+    options = _sampling_options(args, model)
     if args.prompt is not None and not model.can(base.CONDITIONS):
         raise ValueError(f"{args.preset} is not a conditional model; drop --prompt")
     if model.can(base.TRANSLATION):
@@ -90,10 +120,101 @@ def _command_sample(args, argv):
         return
     conditions = {}
     if args.prompt is not None:
-        conditions = conditioning.parse_prompt(args.prompt, model.conditions)
-    generated = model.generate(args.num_samples, seed=args.seed, **conditions)
+        conditions = _prompted_conditions(args.prompt, model)
+    generated = model.generate(
+        args.num_samples, seed=args.seed, **options, **conditions
+    )
     images.write_png(args.output, generated, overwrite=args.overwrite)
     print(f"wrote {args.num_samples} samples of {args.preset} to {args.output}")
+
+
+def _generate_options(model_class: type) -> set[str]:
+    """The keyword arguments a family's `generate` declares beside num_samples, seed
+    and conditions: a diffusion model's steps, guidance, sampler and eta."""
+    parameters = inspect.signature(model_class.generate).parameters.values()
+    return {
+        p.name
+        for p in parameters
+        if p.kind == p.POSITIONAL_OR_KEYWORD
+        and p.name not in ("self", "num_samples", "seed")
+    }
+
+
+def _sampling_options(args, model) -> dict:
+    """--steps and --guidance as generate's arguments, refused where it takes none."""
+    given = {
+        name: value
+        for name, value in (("steps", args.steps), ("guidance", args.guidance))
+        if value is not None
+    }
+    taken = _generate_options(type(model))
+    refused = [f"--{name}" for name in given if name not in taken]
+    if refused:
+        takers = [
+            name
+            for name in zoo.list()
+            if "steps" in _generate_options(zoo.model_class(zoo.card(name)))
+        ]
+        raise ValueError(
+            f"{args.preset} is a {type(model).__name__}, which takes no "
+            f"{' or '.join(refused)}; those are for diffusion presets: "
+            f"{', '.join(takers) or '(none)'}"
+        )
+    return given
+
+
+def _prompted_conditions(prompt: str, model) -> dict:
+    """The conditions a --prompt names (keras_gen.prompts).
+
+    A model with guidance has an unconditioned class per head: the heads the
+    prompt leaves out are unconditioned, and words it does not understand are
+    reported on stderr and left out. Other models need every word understood.
+    """
+    found, not_understood = prompts.parse(prompt, model.conditions)
+    if "guidance" in _generate_options(type(model)):
+        if not_understood:
+            print(
+                f"keras-gen sample: not understood, left out: {' '.join(not_understood)}",
+                file=sys.stderr,
+            )
+        return {head: found.get(head) for head in model.conditions}
+    if not_understood or not found:
+        words = " ".join(not_understood)
+        left = f" (not understood: {words})" if not_understood else ""
+        choices = "; ".join(f"{h}: {', '.join(n)}" for h, n in model.conditions.items())
+        raise ValueError(
+            f"cannot read the prompt {prompt!r}{left}. Name a class of {choices}"
+        )
+    return found
+
+
+def _command_interpolate(args, argv):
+    if len(args.seeds) < 2:
+        raise ValueError("--seeds needs at least two seeds to interpolate between")
+    signed = images.gif_signed if args.gif else images.png_signed
+    _files.claim_file(args.output, signed, args.overwrite)
+    model = zoo.load(args.preset)
+    conditions = {}
+    if args.prompt is not None:
+        model.require(base.CONDITIONS, "take --prompt")
+        conditions = conditioning.parse_prompt(args.prompt, model.conditions)
+    # The GIF loops: through every seed, then back to the first.
+    seeds = [*args.seeds, args.seeds[0]] if args.gif else args.seeds
+    strips = [
+        np.asarray(
+            latent.interpolate(model, a, b, args.steps, args.method, **conditions)
+        )
+        for a, b in itertools.pairwise(seeds)
+    ]
+    if args.gif:
+        frames = np.concatenate([strip[:-1] for strip in strips])  # no repeated frame
+        images.write_gif(args.output, frames, overwrite=args.overwrite)
+    else:
+        grid = np.concatenate(strips)
+        images.write_png(
+            args.output, grid, columns=args.steps, overwrite=args.overwrite
+        )
+    print(f"wrote {len(strips)} interpolation(s) of {args.preset} to {args.output}")
 
 
 def _generative(preset):
@@ -203,7 +324,8 @@ def _command_evaluate(args, argv):
     if args.json:
         _files.claim_file(args.json, _files.json_signed, args.overwrite)
     command = shlex.join(["keras-gen", *argv])
-    model, spec = zoo.load(args.preset), zoo.card(args.preset)["data"]
+    model, card = zoo.load(args.preset), zoo.card(args.preset)
+    spec = card["data"]
     splits = data.Splits(spec["dataset"], args.data)
     report = evaluation.evaluate(
         model,
@@ -214,6 +336,7 @@ def _command_evaluate(args, argv):
         feature_extractor=args.features,
         reference=args.reference,
         splits=splits,
+        trained=card.get("trained"),
     )
     report = {"written_by": "keras_gen", "preset": str(args.preset), **report}
     _print_report(report)
@@ -250,6 +373,8 @@ def _print_report(report):
 
 
 def _command_export(args, argv):
+    if args.format == "web" and args.uint8:
+        raise ValueError("--uint8 is not for --format web: the page draws the images")
     model = zoo.load(args.preset)
     if args.format == "saved_model":
         written = export.saved_model(
@@ -263,11 +388,16 @@ def _command_export(args, argv):
             uint8=args.uint8,
             overwrite=args.overwrite,
         )
-        metrics = export.tflite_metrics(model, written, args.quantize)
-        for metric in metrics:
-            print(f"{metric['name']:45} {metric['value']:.6g}")
-        if args.update_card:
-            zoo.record_metrics(args.preset, metrics, shlex.join(["keras-gen", *argv]))
+        _report(export.tflite_metrics(model, written, args.quantize), args, argv)
+    elif args.format == "onnx":
+        written = export.onnx(
+            model, args.output, uint8=args.uint8, overwrite=args.overwrite
+        )
+        _report(export.onnx_metrics(model, written), args, argv)
+    elif args.format == "web":
+        written = export.web(
+            model, args.output, zoo.path(args.preset).name, overwrite=args.overwrite
+        )
     else:
         written = export.serving(
             model,
@@ -278,6 +408,16 @@ def _command_export(args, argv):
             overwrite=args.overwrite,
         )
     print(f"wrote {written}")
+    if args.format == "web":
+        print(f"serve it with: python -m http.server -d {shlex.quote(str(written))}")
+
+
+def _report(metrics: list[dict], args, argv) -> None:
+    """Print an export's metrics; with --update-card, record them in the card."""
+    for metric in metrics:
+        print(f"{metric['name']:45} {metric['value']:.6g}")
+    if args.update_card:
+        zoo.record_metrics(args.preset, metrics, shlex.join(["keras-gen", *argv]))
 
 
 def _command_train(args, argv):
@@ -296,9 +436,20 @@ def _command_train(args, argv):
         checkpoint_every=args.checkpoint_every,
         mixed_precision=args.mixed_precision,
         command=shlex.join(["keras-gen", *argv]),
+        verbose=2 if args.quiet else None,  # --quiet: one line per epoch, no bar
         overwrite=args.overwrite,
     )
     print(f"wrote preset {output}")
+
+
+def _command_detect(args, argv):
+    model = zoo.load(args.preset)
+    detection.require_detector(model, args.preset)
+    pixels = detection.read_images(args.images, model.image_shape)
+    for path, probability in zip(
+        args.images, detection.synthetic_probability(model, pixels)
+    ):
+        print(f"{probability:.4f}  {path}")
 
 
 def _add_sample(commands):
@@ -313,7 +464,18 @@ def _add_sample(commands):
     sample.add_argument("-o", "--output", default="samples.png")
     sample.add_argument(
         "--prompt",
-        help='conditional models: the classes to draw, e.g. "ankle boot" or "female 65+"',
+        help="conditional models: the classes to draw, in words of the dataset's "
+        'labels, e.g. "ankle boot" or "an old woman" (keras_gen.prompts)',
+    )
+    sample.add_argument(
+        "--steps",
+        type=_integer(1),
+        help="diffusion presets: sampling steps (default: the model's)",
+    )
+    sample.add_argument(
+        "--guidance",
+        type=_finite_number,
+        help="diffusion presets: classifier-free guidance scale; 0 is unconditional",
     )
     sample.add_argument(
         "--data",
@@ -323,6 +485,30 @@ def _add_sample(commands):
     )
     _overwrite(sample)
     sample.set_defaults(run=_command_sample)
+
+
+def _add_interpolate(commands):
+    interpolate = commands.add_parser(
+        "interpolate",
+        help="images along latent paths between seeds: one row per pair, or a GIF",
+    )
+    _preset(interpolate)
+    interpolate.add_argument(
+        "--seeds",
+        nargs="+",
+        type=_integer(-(2**63)),
+        required=True,
+        help="two or more seeds; each neighbouring pair gives a row (the GIF loops)",
+    )
+    interpolate.add_argument("--steps", type=_integer(2, 64), default=8)
+    interpolate.add_argument("--method", choices=latent.METHODS, default="slerp")
+    interpolate.add_argument(
+        "--prompt", help="conditional models: the classes of every image"
+    )
+    interpolate.add_argument("--gif", action="store_true", help="write an animated GIF")
+    interpolate.add_argument("-o", "--output", default="interpolation.png")
+    _overwrite(interpolate)
+    interpolate.set_defaults(run=_command_interpolate)
 
 
 def _add_translate(commands):
@@ -396,7 +582,9 @@ def _add_evaluate(commands):
 
 def _add_export(commands):
     export_command = commands.add_parser(
-        "export", help="write a SavedModel, a TF Serving layout or TFLite files"
+        "export",
+        help="write a SavedModel, a TF Serving layout, TFLite or ONNX files, or a "
+        "web page that samples in the browser",
     )
     _preset(export_command)
     export_command.add_argument(
@@ -416,7 +604,7 @@ def _add_export(commands):
     )
     _update_card(
         export_command,
-        "tflite: record the file size and the error against Keras in the card",
+        "tflite, onnx: record the file size and the error against Keras in the card",
     )
     _overwrite(export_command)
     export_command.set_defaults(run=_command_export)
@@ -474,6 +662,23 @@ def _add_train(commands):
     train.set_defaults(run=_command_train)
 
 
+def _add_detect(commands):
+    detect = commands.add_parser(
+        "detect",
+        help="print the probability that each image is synthetic, by a detector "
+        "preset (detector_faces)",
+    )
+    _preset(detect, "a real-vs-synthetic detector preset, e.g. detector_faces")
+    detect.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files (PNG, JPEG, GIF, BMP) of any size: centre-cropped and "
+        "resized as the preset's data were; one line per image: P(synthetic), path",
+    )
+    detect.set_defaults(run=_command_detect)
+
+
 def parser() -> argparse.ArgumentParser:
     """The keras-gen argument parser, one sub-parser per command."""
     main_parser = _Parser(prog="keras-gen", description=__doc__)
@@ -484,9 +689,40 @@ def parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="show a preset's card")
     _preset(info)
     info.set_defaults(run=_command_info)
-    for add in (_add_sample, _add_translate, _add_evaluate, _add_export, _add_train):
+    for add in (
+        _add_sample,
+        _add_interpolate,
+        _add_translate,
+        _add_evaluate,
+        _add_export,
+        _add_train,
+        _add_detect,
+    ):
         add(commands)
+    _output_flags(main_parser, default=False)
+    for command in commands.choices.values():
+        # SUPPRESS: a sub-command's flag sets the value, its absence keeps the top's.
+        _output_flags(command, default=argparse.SUPPRESS)
     return main_parser
+
+
+def _output_flags(parser, default):
+    """-v/--verbose and -q/--quiet, before or after the command's name."""
+    flags = parser.add_mutually_exclusive_group()
+    flags.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="also show TensorFlow's own logs and Python warnings",
+    )
+    flags.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="no progress bars and no device line: results and errors only",
+    )
 
 
 # What a user's mistake raises: bad values, missing files, a refused output, a run
@@ -494,16 +730,49 @@ def parser() -> argparse.ArgumentParser:
 USER_ERRORS = (ValueError, OSError, training.TrainingError)
 
 
-def main(argv: list[str] | None = None) -> int:
+# The commands that run a model; the others only read cards.
+MODEL_COMMANDS = (
+    "sample",
+    "interpolate",
+    "translate",
+    "evaluate",
+    "export",
+    "train",
+    "detect",
+)
+
+
+def main(argv: list[str] | None = None, *, command_line: bool = False) -> int:
+    """Run one keras-gen command; 0 when it succeeds, 2 for a user's mistake.
+
+    `command_line`: this process is the `keras-gen` program (keras_gen.__main__),
+    so a model command first says which device runs it. In-process callers get
+    only the command's own output.
+    """
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    if command_line and args.command in MODEL_COMMANDS:
+        where = _startup.devices(hide_logs=not args.verbose)
+        if not args.quiet:
+            print(f"keras-gen: running on {where}", file=sys.stderr)
     try:
-        args.run(args, argv)
+        with (
+            progress.showing(not args.quiet and _is_terminal(sys.stderr)),
+            _startup.python_logs_hidden(not args.verbose),
+        ):
+            args.run(args, argv)
     except USER_ERRORS as error:
         message = " ".join(str(error).split("\n"))
         print(f"keras-gen {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gen import data, features, metrics
+from keras_gen import data, features, metrics, privacy, progress
 from keras_gen import images as images_module
 from keras_gen.models import base
 
@@ -60,6 +60,7 @@ def evaluate(
     feature_extractor: str = "auto",
     reference: str = "train",
     splits: data.Splits | None = None,
+    trained: dict | None = None,
 ) -> dict:
     """Measure `model` on its dataset; a report whose "metrics" go into the card.
 
@@ -74,6 +75,8 @@ def evaluate(
             or a classifier preset name; "none" skips feature metrics.
         reference: the real split generated images are compared with.
         splits: the dataset's splits when the caller has loaded some already.
+        trained: the card's record of training (steps, batch size), from which a
+            model trained by DP-SGD gets its privacy budget.
     """
     if reference not in data.SPLITS:
         raise ValueError(f"reference must be one of {data.SPLITS}, got {reference!r}")
@@ -91,6 +94,8 @@ def evaluate(
         np.random.default_rng(seed),
     )
     tested = _test_metrics(run)
+    if trained and model.get_config().get("dp_noise"):
+        _privacy_budget(run, trained)
     if tested and model.can(base.SAMPLES):
         generated = _generated(run)
         extractor = _extractor(feature_extractor, dataset)
@@ -111,17 +116,59 @@ def _test_metrics(run: _Run) -> bool:
         print(f"no test split, so no test metrics: {error}", file=sys.stderr)
         return False
     labels = run.splits.labels("test") if run.spec.get("labels") else None
-    binarize = run.spec.get("binarize", False)
+    binarize, batch_size = run.spec.get("binarize", False), 256
     test_data = _in_order(
-        test_images, labels, binarize, 256, data.input_kind(run.spec["dataset"])
+        test_images, labels, binarize, batch_size, data.input_kind(run.spec["dataset"])
     )
-    logs = run.model.evaluate(test_data, return_dict=True, verbose=0)
+    batches = -(-len(test_images) // batch_size)
+    with progress.bar("test metrics", batches, "batches") as advance:
+        logs = run.model.evaluate(
+            test_data,
+            return_dict=True,
+            verbose=0,
+            callbacks=progress.on_batches(advance),
+        )
     for name, value in logs.items():
         run.add(f"test {name}", value)
     if run.model.can(base.LIKELIHOOD):
         first = None if labels is None else labels[:NLL_IMAGES]
-        _likelihood(run.model, test_images[:NLL_IMAGES], first, binarize, run.add)
+        test_nats = _likelihood(
+            run.model, test_images[:NLL_IMAGES], first, binarize, run.add
+        )
+        if len(test_nats):
+            _membership_inference(run, test_nats, binarize)
     return True
+
+
+def _membership_inference(run: _Run, test_nats, binarize) -> None:
+    """How well a likelihood threshold tells training images from test images.
+
+    The attack of Yeom et al. (2018) on a likelihood model: call an image a
+    training member when its NLL is low. AUC 0.5 means no membership leaks.
+    """
+    count = len(test_nats)
+    train = run.splits.images("train")[:count]
+    labels = run.splits.labels("train")[:count] if run.spec.get("labels") else None
+    train_nats = _nats(run.model, train, labels, binarize)
+    run.add(
+        f"membership inference AUC (NLL threshold, {count} train vs {count} test images)",
+        metrics.roc_auc(-np.asarray(test_nats), -train_nats),
+    )
+
+
+def _privacy_budget(run: _Run, trained: dict) -> None:
+    """Epsilon of a DP-SGD model, from its training record and dataset size."""
+    config = run.model.get_config()
+    dataset_size = len(run.splits.images("train"))
+    budget = privacy.epsilon(
+        config["dp_noise"], trained["batch_size"], dataset_size, trained["steps"]
+    )
+    run.add(
+        f"privacy budget epsilon (delta = {privacy.DELTA:g}, RDP accountant, "
+        f"{trained['steps']} steps of {trained['batch_size']} of {dataset_size} "
+        f"images, noise {config['dp_noise']:g}, clip {config['dp_clip']:g})",
+        budget,
+    )
 
 
 def _in_order(images, labels, binarize, batch_size, pairs=None):
@@ -140,13 +187,12 @@ def _in_order(images, labels, binarize, batch_size, pairs=None):
 def _generated(run: _Run) -> np.ndarray:
     """Time 64 samples, then draw `num_samples` and measure their pixel diversity."""
     model, seed = run.model, run.seed
-    model.generate(TIMED_SAMPLES, seed=seed)  # warm-up: tracing is not sampling
-    start = time.perf_counter()
-    model.generate(TIMED_SAMPLES, seed=seed)
-    run.add(
-        f"seconds to generate {TIMED_SAMPLES} samples ({hardware()})",
-        time.perf_counter() - start,
-    )
+    with progress.showing(False):  # the time of sampling, not of drawing a bar
+        model.generate(TIMED_SAMPLES, seed=seed)  # warm-up: tracing is not sampling
+        start = time.perf_counter()
+        model.generate(TIMED_SAMPLES, seed=seed)
+        seconds = time.perf_counter() - start
+    run.add(f"seconds to generate {TIMED_SAMPLES} samples ({hardware()})", seconds)
     test_images = run.splits.images("test")
     count = min(run.num_samples, len(test_images))
     generated = np.asarray(model.generate(run.num_samples, seed=seed))
@@ -251,15 +297,29 @@ def _with_command(report):
     return report
 
 
-def _likelihood(model, images, labels, binarize, add):
-    """Negative log-likelihood in nats and bits/dim, as the model bounds it.
+def _likelihood(model, images, labels, binarize, add) -> np.ndarray:
+    """Negative log-likelihood in nats and bits/dim, as the model bounds it; the nats.
 
     `model.likelihood_bound` names how: "exact" (PixelCNN), the IWAE bound with
     its number of importance samples (VAEs), annealed importance sampling (RBMs),
     or a continuous density (Gaussian mixtures: no bits/dim then).
     """
     if len(images) == 0:
-        return
+        return np.zeros(0)
+    nats = _nats(model, images, labels, binarize)
+    label = f"{model.likelihood_bound}, {len(images)} test images"
+    add(f"test negative log-likelihood, nats ({label})", nats.mean())
+    if "continuous" not in model.likelihood_bound:
+        # A density of [0, 1] pixels has no bits/dim to compare with discrete models'.
+        add(
+            f"test bits/dim ({label})",
+            metrics.bits_per_dim(nats, int(np.prod(images.shape[1:]))),
+        )
+    return nats
+
+
+def _nats(model, images, labels, binarize) -> np.ndarray:
+    """Each image's negative log-likelihood in nats, binarized as at test time."""
     batches = _in_order(images, labels, binarize, batch_size=100)
     heads = list(model.conditions) if model.can(base.CONDITIONS) else []
 
@@ -269,15 +329,12 @@ def _likelihood(model, images, labels, binarize, add):
         conditions = {head: batch[1][:, i] for i, head in enumerate(heads)}
         return model.negative_log_likelihood(batch[0], **conditions)
 
-    nats = np.concatenate([np.asarray(nats_of(batch)) for batch in batches])
-    label = f"{model.likelihood_bound}, {len(images)} test images"
-    add(f"test negative log-likelihood, nats ({label})", nats.mean())
-    if "continuous" in model.likelihood_bound:
-        return  # a density of [0, 1] pixels: its bits/dim compare with no discrete model's
-    add(
-        f"test bits/dim ({label})",
-        metrics.bits_per_dim(nats, int(np.prod(images.shape[1:]))),
-    )
+    nats = []
+    with progress.bar("likelihood", -(-len(images) // 100), "batches") as advance:
+        for batch in batches:
+            nats.append(np.asarray(nats_of(batch)))
+            advance()
+    return np.concatenate(nats)
 
 
 def _sample_metrics(
@@ -406,7 +463,7 @@ def _translation_metrics(run: _Run, extractor, source: str) -> None:
     targets = run.splits.images("test").astype(np.float32) / 255.0
     inputs = np.asarray(data.paired(kind, targets))
     _time_translation(run, inputs)
-    outputs = {"": np.asarray(run.model.translate(inputs))}
+    outputs = {"": _translated(run.model, inputs)}
     if kind in BASELINES:
         name, baseline = BASELINES[kind]
         images = baseline(inputs, run.model.image_shape)
@@ -434,6 +491,17 @@ def _pixel_metrics(run: _Run, outputs: dict, targets) -> dict:
         run.add(f"{prefix}PSNR, dB ({count})", psnr[prefix])
         run.add(f"{prefix}SSIM ({count})", metrics.ssim(images, targets).mean())
     return psnr
+
+
+def _translated(model, inputs, chunk: int = 1024) -> np.ndarray:
+    """`model.translate(inputs)` with progress: chunks that are a multiple of its
+    batches of 256, so the outputs are those of one call."""
+    outputs = []
+    with progress.bar("translating", len(inputs), "images") as advance:
+        for start in range(0, len(inputs), chunk):
+            outputs.append(np.asarray(model.translate(inputs[start : start + chunk])))
+            advance(len(outputs[-1]))
+    return np.concatenate(outputs) if outputs else np.asarray(model.translate(inputs))
 
 
 def _time_translation(run: _Run, inputs) -> None:

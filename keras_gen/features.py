@@ -16,12 +16,16 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import tensorflow as tf
 
-from keras_gen import _files, zoo
+from keras_gen import _files, progress, zoo
 
 INCEPTION_URL = (
     "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
 )
 INCEPTION_GRAPH = "classify_image_graph_def.pb"
+# Images per progress step of a classifier's features: a multiple of the batch
+# size of `Classifier.features` (256), so the batches, and the features, are the
+# same as in one call.
+FEATURE_CHUNK = 1024
 
 
 class Extractor:
@@ -55,7 +59,14 @@ class ClassifierExtractor(Extractor):
         return self.model.class_names
 
     def features(self, images):
-        return self.model.features(self._fit(images)).numpy()
+        images = self._fit(images)
+        chunks = []
+        with progress.bar(f"{self.name} features", len(images), "images") as advance:
+            for start in range(0, len(images), FEATURE_CHUNK):
+                chunk = images[start : start + FEATURE_CHUNK]
+                chunks.append(self.model.features(chunk).numpy())
+                advance(len(chunk))
+        return np.concatenate(chunks) if chunks else self.model.features(images).numpy()
 
     def probabilities(self, images):
         return {
@@ -122,14 +133,14 @@ class InceptionExtractor(Extractor):
         images = np.asarray(images, np.float32)
         if images.shape[-1] == 1:
             images = np.repeat(images, 3, axis=-1)
-        return np.concatenate(
-            [
-                self._pool_3(tf.constant(images[i : i + self.batch_size] * 255.0))
-                .numpy()
-                .astype(np.float32)
-                for i in range(0, len(images), self.batch_size)
-            ]
-        )
+        batches = []
+        with progress.bar("inception features", len(images), "images") as advance:
+            for i in range(0, len(images), self.batch_size):
+                batch = images[i : i + self.batch_size]
+                pool = self._pool_3(tf.constant(batch * 255.0))
+                batches.append(pool.numpy().astype(np.float32))
+                advance(len(batch))
+        return np.concatenate(batches)
 
     def probabilities(self, images):
         weights, biases = self._softmax

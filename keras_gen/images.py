@@ -136,6 +136,50 @@ def write_png(
         temporary.write_bytes(_signed_png(png))
 
 
+_GIF_COMMENT = b"Software: keras_gen"
+
+
+def write_gif(
+    path: str | os.PathLike,
+    frames,
+    milliseconds_per_frame: int = 150,
+    overwrite: bool = False,
+) -> None:
+    """Write images in [0, 1] (frames, H, W, C) as a looping animated GIF, atomically.
+
+    An existing file is replaced only if keras_gen wrote it, or with `overwrite`.
+    Pillow (a TensorBoard dependency) encodes it, each frame with its own palette.
+    """
+    from PIL import Image
+
+    pixels = np.asarray(tf.cast(tf.round(tf.convert_to_tensor(frames) * 255), tf.uint8))
+    if pixels.ndim != 4 or len(pixels) == 0:
+        raise ValueError(f"frames must be (frames, H, W, C), got shape {pixels.shape}")
+    mode = "L" if pixels.shape[-1] == 1 else "RGB"
+    pictures = [
+        Image.fromarray(frame.squeeze(-1) if mode == "L" else frame, mode)
+        for frame in pixels
+    ]
+    with _files.atomic_path(path, gif_signed, overwrite) as temporary:
+        pictures[0].save(
+            temporary,
+            format="GIF",
+            save_all=True,
+            append_images=pictures[1:],
+            duration=milliseconds_per_frame,
+            loop=0,
+            comment=_GIF_COMMENT,
+        )
+
+
+def gif_signed(head: bytes) -> bool:
+    """Whether a GIF (its first bytes) was written by keras_gen: its comment says so."""
+    return (
+        head[:3] == b"GIF"
+        and b"\x21\xfe" + bytes([len(_GIF_COMMENT)]) + _GIF_COMMENT in head
+    )
+
+
 # --- Encoded images: sized from their headers, then decoded -----------------------
 
 

@@ -261,3 +261,46 @@ def colourfulness(images) -> np.ndarray:
 
 def _float32(images):
     return np.asarray(images, np.float32)
+
+
+# --- Separating two groups by a score: detectors and membership inference ---------
+
+
+def roc_auc(negative_scores, positive_scores) -> float:
+    """The area under the ROC curve: P(positive scores above negative), ties half.
+
+    The Mann-Whitney statistic, exact for any number of ties; 0.5 is chance.
+    """
+    negative = np.asarray(negative_scores, np.float64).ravel()
+    positive = np.asarray(positive_scores, np.float64).ravel()
+    if len(negative) == 0 or len(positive) == 0:
+        raise ValueError("roc_auc needs at least one score in each group")
+    ranks = _average_ranks(np.concatenate([negative, positive]))
+    positive_ranks = ranks[len(negative) :].sum()
+    smallest = len(positive) * (len(positive) + 1) / 2
+    return float((positive_ranks - smallest) / (len(positive) * len(negative)))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, tied values sharing the mean of their ranks."""
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    ranks = np.empty(len(values))
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = (start + end + 1) / 2
+    return ranks
+
+
+def false_positive_rate_at_recall(
+    negative_scores, positive_scores, recall: float = 0.95
+) -> float:
+    """The share of negatives flagged when the threshold flags `recall` of positives.
+
+    Positives at or above the threshold are flagged; the threshold is the highest
+    that still flags at least `recall` of them ("FPR at 95% TPR").
+    """
+    positive = np.sort(np.asarray(positive_scores, np.float64).ravel())[::-1]
+    threshold = positive[int(np.ceil(recall * len(positive))) - 1]
+    return float(np.mean(np.asarray(negative_scores, np.float64) >= threshold))

@@ -397,7 +397,14 @@ def train(
 
 
 def _check_trainable(recipe: dict) -> None:
-    """Refuse a family whose presets a tool makes from another model's networks."""
+    """Refuse a preset that a tool makes: its family's presets all are (they start
+    from another model's networks), or its card names the tool."""
+    made_by = recipe["training"].get("made_by")
+    if made_by is not None:
+        raise ValueError(
+            f"{recipe.get('name', 'this preset')} is not trained by keras-gen train: "
+            f"make it with {made_by}"
+        )
     made_by = zoo.model_class(recipe).made_by
     if made_by is not None:
         raise ValueError(

@@ -108,6 +108,9 @@ CARD_SCHEMA: dict[str, tuple[bool, Kind]] = {
     "training.batch_size": (REQUIRED, POSITIVE_INTEGER),
     "training.seed": (REQUIRED, INTEGER),
     "training.compile": (REQUIRED, OBJECT),
+    # The command that makes this preset when `keras-gen train` cannot (its data is
+    # made by a tool), e.g. "python tools/detector.py".
+    "training.made_by": (OPTIONAL, TEXT),
     "trained": (OPTIONAL, OBJECT),
     "trained.command": (REQUIRED, TEXT),
     "trained.samples_command": (OPTIONAL, TEXT),

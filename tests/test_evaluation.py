@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_gen import evaluation
 from keras_gen.models import DCGAN
@@ -232,3 +233,53 @@ def test_exact_likelihood_models_report_their_own_log_prob():
     )
     bits = found["test bits/dim (exact, 10 test images)"]
     assert bits == pytest.approx(expected / (36 * np.log(2)), rel=1e-5)
+
+
+class _Split:
+    """Splits of given uint8 images."""
+
+    def __init__(self, train, test):
+        self.arrays = {"train": train, "test": test}
+
+    def images(self, split):
+        return self.arrays[split]
+
+
+class _BrightnessLikelihood:
+    """A 'likelihood model' that finds bright images probable."""
+
+    def can(self, capability):
+        return False
+
+    def negative_log_likelihood(self, images):
+        return -tf.reduce_sum(images, axis=[1, 2, 3])
+
+
+def _membership_auc(train, test):
+    run = evaluation._Run(
+        _BrightnessLikelihood(),
+        {},
+        _Split(train, test),
+        0,
+        0,
+        "train",
+        {"metrics": []},
+        None,
+    )
+    test_nats = evaluation._nats(run.model, test, None, False)
+    evaluation._membership_inference(run, test_nats, False)
+    [metric] = run.report["metrics"]
+    assert metric["name"].startswith(
+        "membership inference AUC (NLL threshold, 40 train"
+    )
+    return metric["value"]
+
+
+def test_membership_inference_finds_training_images_a_model_prefers():
+    rng = np.random.default_rng(0)
+    dark = rng.integers(0, 100, (40, 4, 4, 1), dtype=np.uint8)
+    bright = rng.integers(150, 256, (40, 4, 4, 1), dtype=np.uint8)
+    assert _membership_auc(train=bright, test=dark) == 1.0
+    assert _membership_auc(train=dark, test=bright) == 0.0
+    same = rng.integers(0, 256, (80, 4, 4, 1), dtype=np.uint8)
+    assert 0.3 < _membership_auc(train=same[:40], test=same[40:]) < 0.7

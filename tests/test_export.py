@@ -448,9 +448,16 @@ def test_every_family_exports_sample_equal_to_generate(every_family):
         classes = [len(names) - 1 for names in model.conditions.values()]
         request["labels"] = tf.constant(classes, tf.int32)
         conditions = dict(zip(model.conditions, classes))
+    # Any other input (a diffusion model's steps, guidance) is the generate argument
+    # of the same name.
+    options = {
+        spec.name: export._example_input(spec, 4)
+        for spec in model.serving_endpoints()["sample"][1]
+        if spec.name not in ("num_samples", "seed", "labels")
+    }
     np.testing.assert_allclose(
-        loaded.signatures["sample"](**request)["images"],
-        model.generate(4, seed=9, **conditions),
+        loaded.signatures["sample"](**request, **options)["images"],
+        model.generate(4, seed=9, **conditions, **options),
         atol=1e-5,
     )
 

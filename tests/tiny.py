@@ -269,6 +269,27 @@ def image_pairs(model, count, seed=0):
     return inputs, rng.random((count, *model.image_shape)).astype("float32")
 
 
+def diffusion(**overrides) -> keras.Model:
+    """One U-Net level and no attention (every layer is some 70 ops of a training
+    step's graph, which is what the shared tests spend their time tracing), two
+    heads and their null classes, a short schedule; test_diffusion's model has two
+    levels and attention."""
+    from keras_gen.models import Diffusion
+
+    config = {
+        "conditions": {"age": ["young", "old"], "gender": ["female", "male", "other"]},
+        "image_shape": (4, 4, 1),
+        "widths": (4,),
+        "residual_blocks": 1,
+        "attention_levels": 0,
+        "groups": 2,
+        "time_embedding_dim": 4,
+        "timesteps": 20,
+        "sampling_steps": 3,
+    }
+    return Diffusion(**{**config, **overrides})
+
+
 FAMILIES = {
     "Classifier": Family(
         make=classifier, compile=_compile_one, batch=_classified_images
@@ -277,6 +298,9 @@ FAMILIES = {
     "DCGAN": Family(make=dcgan, compile=_compile_gan),
     "VAE": Family(make=lambda **kw: vae(beta=2.0, **kw), compile=_compile_one),
     "VAE (mlp)": Family(make=mlp_vae, compile=_compile_one),
+    "VAE (DP-SGD)": Family(
+        make=lambda **kw: vae(dp_clip=1.0, dp_noise=0.5, **kw), compile=_compile_one
+    ),
     "MLPGAN": Family(make=mlp_gan, compile=_compile_gan),
     "WGANGP": Family(make=wgan_gp, compile=_compile_wgan_gp),
     "ConditionalGAN": Family(
@@ -296,4 +320,5 @@ FAMILIES = {
     "SuperResolution (SRGAN)": Family(
         make=srgan, compile=_compile_layers, batch=image_pairs
     ),
+    "Diffusion": Family(make=diffusion, compile=_compile_one, batch=labelled_images),
 }

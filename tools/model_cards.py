@@ -92,8 +92,11 @@ def _model_name(card: dict) -> str:
     )
 
 
-def _replace_between(text: str, begin: str, end: str, table: str) -> str | None:
-    """`text` with the table between the markers replaced; None if they are missing."""
+def replace_between(text: str, begin: str, end: str, table: str) -> str | None:
+    """`text` with the table between the markers replaced; None if they are missing.
+
+    Shared by every tool that writes a generated table into README.md
+    (tools/benchmark.py too)."""
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
     if not pattern.search(text):
         print(f"README.md lacks the markers {begin} ... {end}", file=sys.stderr)
@@ -127,7 +130,7 @@ def main() -> int:
         (BEGIN, END, zoo_table()),
         (MNIST_BEGIN, MNIST_END, mnist_table()),
     ):
-        text = _replace_between(text, begin, end, table)
+        text = replace_between(text, begin, end, table)
         if text is None:
             return 1
     _files.write_text(readme, text)

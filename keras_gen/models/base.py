@@ -31,6 +31,8 @@ RECONSTRUCTION = "reconstruction"  # encode(images, **c), reconstruct(images, **
 TRANSLATION = "translation"  # translate(inputs) -> images
 PREVIEW = "preview"  # preview(images, labels) -> what TensorBoard shows
 CLASSIFY = "classify"  # features(images), probabilities(images)
+# inpaint(images, missing, seed) -> images with the missing (1) pixels filled in
+INPAINTING = "inpainting"
 CAPABILITIES = (
     SAMPLES,
     LIKELIHOOD,
@@ -39,6 +41,7 @@ CAPABILITIES = (
     TRANSLATION,
     PREVIEW,
     CLASSIFY,
+    INPAINTING,
 )
 
 # The exported `sample` refuses larger requests before allocating anything.
@@ -180,6 +183,27 @@ class Family(keras.Model):
         None for an unconditional model.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement _sample")
+
+    def _compiled(self, method: str):
+        """The method named `method` as a tf.function made once per model, when called
+        eagerly; the plain method in a graph (an exported signature traces that).
+
+        Eagerly, Keras runs a network layer by layer, op by op, from Python: one
+        image from dcgan_faces cost five times the SavedModel's graph. The compiled
+        function traces once per input signature (shapes are relaxed to a free batch
+        size from the second one on, so new batch sizes do not retrace) and then
+        replays its graph. Arguments must be tensors or None: a Python number would
+        be traced as a constant, once per value.
+        """
+        if not tf.executing_eagerly():
+            return getattr(self, method)
+        # In __dict__ directly: not an attribute Keras tracks, nor one SavedModels save.
+        functions = self.__dict__.setdefault("_compiled_functions", {})
+        if method not in functions:
+            functions[method] = tf.function(
+                getattr(self, method), reduce_retracing=True
+            )
+        return functions[method]
 
     def preview(self, images=None, labels=None) -> dict:
         """What TensorBoard shows after an epoch: name -> (images in [0, 1], columns).
@@ -358,7 +382,8 @@ class LatentFamily(Family):
         or one per row.
         """
         latents = inputs.checked_latents(latents, self.latent_dim)
-        return self._decode(latents, self._labels(conditions, latents.shape[0]))
+        labels = self._labels(conditions, latents.shape[0])
+        return self._compiled("_decode")(latents, labels)
 
     def _decode(self, latents, labels) -> tf.Tensor:
         """Images in [0, 1] for checked latents and labels (None if unconditional)."""
@@ -366,7 +391,7 @@ class LatentFamily(Family):
 
     def _sample(self, num_samples, seed, labels) -> tf.Tensor:
         latents = noise.standard_normal(num_samples, self.latent_dim, seed)
-        return inputs.in_batches(self._decode, latents, labels)
+        return inputs.in_batches(self._compiled("_decode"), latents, labels)
 
     def _decode_endpoint(self) -> tuple:
         """(function, signature) of the exported decode: latents[, labels] -> images."""

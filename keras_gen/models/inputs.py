@@ -126,10 +126,8 @@ def in_batches(function, inputs, *others, batch_size: int = 256) -> tf.Tensor:
     def rows(tensor, start):
         return None if tensor is None else tensor[start : start + batch_size]
 
-    return tf.concat(
-        [
-            function(rows(inputs, start), *(rows(other, start) for other in others))
-            for start in range(0, int(count), batch_size)
-        ],
-        axis=0,
-    )
+    batches = [
+        function(rows(inputs, start), *(rows(other, start) for other in others))
+        for start in range(0, int(count), batch_size)
+    ]
+    return batches[0] if len(batches) == 1 else tf.concat(batches, axis=0)

@@ -111,7 +111,7 @@ class MixturePriorVAE(gaussian_mixture.MaximizesEachEpoch, vae.VAE):
 
     def _sample(self, num_samples, seed, labels) -> tf.Tensor:
         latents = self.mixture.sample(num_samples, seed)
-        return inputs.in_batches(self._decode, latents, labels)
+        return inputs.in_batches(self._compiled("_decode"), latents, labels)
 
     def _kl(self, posterior, latents):
         return posterior.log_prob(latents) - self.prior.log_prob(latents)

@@ -5,6 +5,8 @@ builds its networks here; variants of a network (a DCGAN discriminator, a WGAN-G
 critic, a projection discriminator) share their parts here.
 """
 
+import math
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -766,3 +768,126 @@ def build_super_resolution_generator(
     )(inputs)
     outputs = keras.layers.Add(dtype="float32")([enlarged, detail])
     return keras.Model(inputs, outputs, name="generator")
+
+
+# Diffusion's denoiser (Ho et al. 2020's U-Net, small).
+
+
+class SinusoidalEmbedding(keras.layers.Layer):
+    """Timestep indices (batch,) -> [sin(t w_i), cos(t w_i)], w_i = 10000^(-i / half).
+
+    The Transformer's position features (Vaswani et al. 2017), as DDPM embeds time.
+    """
+
+    def __init__(self, dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        half = dim // 2
+        self.frequencies = np.exp(-math.log(10000.0) * np.arange(half) / half).astype(
+            "float32"
+        )
+
+    def call(self, timesteps):
+        angles = ops.cast(timesteps, "float32")[:, None] * self.frequencies[None, :]
+        features = ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)
+        return ops.cast(features, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.dim)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim}
+
+
+def build_denoising_unet(
+    image_shape,
+    widths,
+    residual_blocks: int,
+    attention_levels: int,
+    groups: int,
+    time_embedding_dim: int,
+    class_counts,
+    name: str = "denoiser",
+) -> keras.Model:
+    """(noisy images, timesteps[, labels]) -> eps or v: DDPM's U-Net, small.
+
+    Residual blocks of group norm, swish and 3x3 convolutions, the time (and
+    class) embedding added between the convolutions; stride-2 convolutions down,
+    nearest upsampling and a convolution up, skip connections concatenated;
+    single-head self-attention at the `attention_levels` lowest levels. Each
+    head's labels index an embedding with one more row, its null class. The
+    last convolution of every residual branch and the output start at zero.
+    """
+    noisy = keras.Input(image_shape, name="noisy_images")
+    timesteps = keras.Input((), dtype="int32", name="timesteps")
+    network_inputs = [noisy, timesteps]
+    embedding_width = 4 * widths[0]
+    embedding = SinusoidalEmbedding(time_embedding_dim)(timesteps)
+    embedding = keras.layers.Dense(embedding_width, activation="swish")(embedding)
+    embedding = keras.layers.Dense(embedding_width)(embedding)
+    if class_counts:
+        labels = keras.Input((len(class_counts),), dtype="int32", name="labels")
+        network_inputs.append(labels)
+        for head, count in enumerate(class_counts):
+            embedding = embedding + keras.layers.Embedding(count + 1, embedding_width)(
+                labels[:, head]
+            )
+    embedding = keras.layers.Activation("swish")(embedding)
+
+    def attends(level):
+        return level >= len(widths) - attention_levels
+
+    x = keras.layers.Conv2D(widths[0], 3, padding="same")(noisy)
+    skips = [x]
+    for level, width in enumerate(widths):
+        for _ in range(residual_blocks):
+            x = _time_residual_block(x, embedding, width, groups)
+            x = _self_attention(x, groups) if attends(level) else x
+            skips.append(x)
+        if level < len(widths) - 1:
+            x = keras.layers.Conv2D(width, 3, strides=2, padding="same")(x)
+            skips.append(x)
+    x = _time_residual_block(x, embedding, widths[-1], groups)
+    x = _self_attention(x, groups) if attention_levels else x
+    x = _time_residual_block(x, embedding, widths[-1], groups)
+    for level in reversed(range(len(widths))):
+        for _ in range(residual_blocks + 1):
+            x = keras.layers.Concatenate()([x, skips.pop()])
+            x = _time_residual_block(x, embedding, widths[level], groups)
+            x = _self_attention(x, groups) if attends(level) else x
+        if level > 0:
+            x = keras.layers.UpSampling2D(2, interpolation="nearest")(x)
+            x = keras.layers.Conv2D(widths[level - 1], 3, padding="same")(x)
+    x = keras.layers.GroupNormalization(groups)(x)
+    x = keras.layers.Activation("swish")(x)
+    output = keras.layers.Conv2D(
+        image_shape[-1], 3, padding="same", kernel_initializer="zeros"
+    )(x)
+    return keras.Model(network_inputs, output, name=name)
+
+
+def _time_residual_block(x, embedding, width: int, groups: int):
+    """x + conv(swish(norm(conv(swish(norm(x))) + dense(embedding)))), 1x1 skip if widths differ."""
+    skip = x if x.shape[-1] == width else keras.layers.Conv2D(width, 1)(x)
+    h = keras.layers.GroupNormalization(groups)(x)
+    h = keras.layers.Activation("swish")(h)
+    # No bias here: the embedding's projection, added next, has one.
+    h = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(h)
+    h = h + keras.layers.Reshape((1, 1, width))(keras.layers.Dense(width)(embedding))
+    h = keras.layers.GroupNormalization(groups)(h)
+    h = keras.layers.Activation("swish")(h)
+    h = keras.layers.Conv2D(width, 3, padding="same", kernel_initializer="zeros")(h)
+    return skip + h
+
+
+def _self_attention(x, groups: int):
+    """x + single-head self-attention over its pixels (softmax(q kᵀ / sqrt(c)) v)."""
+    height, width, channels = x.shape[1:]
+    h = keras.layers.GroupNormalization(groups)(x)
+    qkv = keras.layers.Conv2D(3 * channels, 1)(h)
+    qkv = keras.layers.Reshape((height * width, 3 * channels))(qkv)
+    query, key, value = ops.split(qkv, 3, axis=-1)
+    scores = ops.matmul(query, ops.transpose(key, (0, 2, 1))) / math.sqrt(channels)
+    attended = ops.matmul(ops.softmax(scores, axis=-1), value)
+    attended = keras.layers.Reshape((height, width, channels))(attended)
+    return x + keras.layers.Conv2D(channels, 1, kernel_initializer="zeros")(attended)

@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from keras import ops
 
-from keras_gen import losses
+from keras_gen import losses, progress
 from keras_gen.models import base, inputs, networks
 
 tfd = tfp.distributions
@@ -46,7 +46,7 @@ class PixelCNN(base.Family):
     """
 
     capabilities: ClassVar[frozenset[str]] = frozenset(
-        {base.SAMPLES, base.LIKELIHOOD, base.PREVIEW}
+        {base.SAMPLES, base.LIKELIHOOD, base.PREVIEW, base.INPAINTING}
     )
     tuple_arguments: ClassVar[tuple[str, ...]] = ("image_shape",)
     likelihood_bound: ClassVar[str] = "exact"
@@ -161,7 +161,13 @@ class PixelCNN(base.Family):
         """Binary float32 images, pixel by pixel; the same seed, the same images."""
         if seed is None:
             seed = tf.random.uniform([], maxval=2**62, dtype=tf.int64)
-        return self.sample_from_noise(self.sampling_noise(num_samples, seed))
+        noise = self.sampling_noise(num_samples, seed)
+        # The exported `sample` traces this too: its graph must not call Python.
+        if not progress.enabled() or not tf.executing_eagerly():
+            return self.sample_from_noise(noise)
+        rows = -(-num_samples // SAMPLING_BATCH_SIZE) * self.image_shape[0]
+        with progress.bar("sampling", rows, "rows"):
+            return self._sample_showing_progress(noise)
 
     @tf.function(
         input_signature=[
@@ -195,13 +201,23 @@ class PixelCNN(base.Family):
         SAMPLING_BATCH_SIZE images at a time, in the graph, so the exported
         signature and `generate` share one bounded-memory path.
         """
+        return self._draw_in_batches(noise)
+
+    @tf.function(reduce_retracing=True)
+    def _sample_showing_progress(self, noise) -> tf.Tensor:
+        """`sample_from_noise` that advances the progress bar after every row (a
+        Python callback in the graph, so it is never exported)."""
+        return self._draw_in_batches(noise, on_row=progress.advance_in_graph)
+
+    def _draw_in_batches(self, noise, on_row=None) -> tf.Tensor:
         noise = tf.ensure_shape(noise, [None, *self.image_shape])
         count = tf.shape(noise)[0]
         size = SAMPLING_BATCH_SIZE
         batches = (count + size - 1) // size
 
         def draw_batch(k, images):
-            return k + 1, images.write(k, self._draw(noise[k * size : (k + 1) * size]))
+            batch = noise[k * size : (k + 1) * size]
+            return k + 1, images.write(k, self._draw(batch, on_row=on_row))
 
         _, images = tf.while_loop(
             lambda k, images: k < batches,
@@ -210,11 +226,13 @@ class PixelCNN(base.Family):
         )
         return tf.ensure_shape(images.concat(), [None, *self.image_shape])
 
-    def _draw(self, noise):
+    def _draw(self, noise, known=None, missing=None, on_row=None):
         """Row by row: the vertical stack runs once per row, on the rows already drawn
         (its links for row i read rows < i only); then the horizontal stack runs once
         per pixel on that one row. Each logit equals the whole network's for that
-        pixel, at a fraction of the cost; nothing is kept between calls.
+        pixel, at a fraction of the cost; nothing is kept between calls. With
+        `known` images, only their `missing` pixels are drawn; the rest are kept.
+        `on_row()`, if given, is called in the graph once each row is drawn.
         """
         height, width, _ = self.image_shape
         batch = tf.shape(noise)[0]
@@ -227,6 +245,8 @@ class PixelCNN(base.Family):
                 logits = self._horizontal_logits(row, links)[:, 0, :, 0]
                 probability = tf.sigmoid(tf.gather(logits, j, axis=1))
                 pixel = tf.cast(noise[:, i, j, 0] < probability, tf.float32)
+                if known is not None:
+                    pixel = tf.where(missing[:, i, j, 0] > 0, pixel, known[:, i, j, 0])
                 column = tf.one_hot(j, width)[None, None, :, None]
                 return j + 1, row + pixel[:, None, None, None] * column
 
@@ -235,6 +255,9 @@ class PixelCNN(base.Family):
                 draw_pixel,
                 (tf.constant(0), tf.zeros([batch, 1, width, 1])),
             )
+            if on_row is not None:
+                with tf.control_dependencies([row]):
+                    on_row()
             return i + 1, images + row * tf.one_hot(i, height)[None, :, None, None]
 
         _, images = tf.while_loop(
@@ -243,6 +266,36 @@ class PixelCNN(base.Family):
             (tf.constant(0), tf.zeros([batch, height, width, 1])),
         )
         return images
+
+    def inpaint(self, images, missing, seed: int = 0) -> tf.Tensor:
+        """Binary `images` with their `missing` pixels (1 = missing) drawn from the model.
+
+        Pixels are drawn in raster order, each from p(x_ij | every pixel before it,
+        observed or drawn). Observed pixels after a missing one are not seen: the
+        fill is exact where the missing region ends the raster (a bottom half), an
+        approximation elsewhere.
+        """
+        images = inputs.checked_images(images, self.image_shape)
+        missing = tf.cast(
+            inputs.shaped_images(missing, self.image_shape) > 0, tf.float32
+        )
+        noise = self.sampling_noise(len(images), seed)
+        size = SAMPLING_BATCH_SIZE
+        return tf.concat(
+            [
+                self._fill(
+                    noise[k : k + size], images[k : k + size], missing[k : k + size]
+                )
+                for k in range(0, len(images), size)
+            ],
+            axis=0,
+        )
+
+    # Its loops are tf.while_loops already; autograph would convert Keras's own
+    # layer-building code, which the first call after loading runs.
+    @tf.function(reduce_retracing=True, autograph=False)
+    def _fill(self, noise, known, missing):
+        return self._draw(noise, known, missing)
 
     def serving_endpoints(self) -> dict:
         """Functions and input signatures that keras_gen.export writes, by name.

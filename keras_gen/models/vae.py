@@ -5,7 +5,7 @@ from typing import ClassVar
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from keras_gen import losses
+from keras_gen import losses, privacy
 from keras_gen.models import base, inputs, networks, noise
 
 tfd = tfp.distributions
@@ -18,6 +18,8 @@ NETWORKS = {
 }
 # Importance samples K of negative_log_likelihood's default: what evaluate reports.
 IMPORTANCE_SAMPLES = 100
+# Metropolis-within-Gibbs sweeps of `inpaint`.
+INPAINTING_ITERATIONS = 100
 
 
 @base.family
@@ -40,6 +42,10 @@ class VAE(base.LatentFamily):
         beta: weight of the KL term; beta > 1 is a beta-VAE (Higgins et al. 2017).
         network: "convolutional", or "mlp" for fully connected layers with
             LeakyReLU (the articles' VAE).
+        dp_clip: train by DP-SGD (`keras_gen.privacy`): each example's gradient
+            clipped to this norm. None trains as usual.
+        dp_noise: DP-SGD's noise multiplier: Gaussian noise of standard deviation
+            dp_noise * dp_clip added to the summed clipped gradients.
         seed: fixes the training noise: step t draws the same noise on any number
             of replicas; evaluation always uses the same noise.
 
@@ -53,6 +59,7 @@ class VAE(base.LatentFamily):
     capabilities: ClassVar[frozenset[str]] = base.LatentFamily.capabilities | {
         base.LIKELIHOOD,
         base.RECONSTRUCTION,
+        base.INPAINTING,
     }
     tuple_arguments: ClassVar[tuple[str, ...]] = ("image_shape", "filters")
     likelihood_bound: ClassVar[str] = f"IWAE K={IMPORTANCE_SAMPLES}"
@@ -66,9 +73,12 @@ class VAE(base.LatentFamily):
         beta: float = 1.0,
         seed: int = 0,
         network: str = "convolutional",
+        dp_clip: float | None = None,
+        dp_noise: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        _check_privacy(dp_clip, dp_noise)
         if likelihood not in LIKELIHOODS:
             raise ValueError(
                 f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}"
@@ -84,6 +94,8 @@ class VAE(base.LatentFamily):
         self.beta = beta
         self.seed = seed
         self.network = network
+        self.dp_clip = dp_clip
+        self.dp_noise = dp_noise
         self.encoder, self.decoder = self._build_networks()
         if likelihood == "gaussian":
             self.log_scale = self.add_weight(
@@ -155,6 +167,51 @@ class VAE(base.LatentFamily):
         return -(
             tf.reduce_logsumexp(log_weights, axis=0) - tf.math.log(float(num_samples))
         )
+
+    def inpaint(
+        self,
+        images,
+        missing,
+        seed: int = 0,
+        iterations: int = INPAINTING_ITERATIONS,
+        **conditions,
+    ) -> tf.Tensor:
+        """`images` with their `missing` pixels (1 = missing) filled in, in [0, 1].
+
+        Metropolis-within-Gibbs (Mattei and Frellsen 2018): alternately a latent
+        from q(z|x) accepted or refused by the importance ratio, which makes the
+        chain target p(z, x_missing | x_observed) exactly, and the missing pixels
+        drawn from p(x|z). Filled pixels are p(x|z)'s mean at the last latent.
+        """
+        images = self._checked_images(images)
+        missing = inputs.shaped_images(tf.cast(missing, tf.float32), self.image_shape)
+        missing = tf.cast(missing > 0, tf.float32)
+        labels = self._labels(conditions, len(images))
+        latents = self.prior.sample(len(images), seed=(seed, 2))
+        current = images * (1 - missing) + self._decode(latents, labels) * missing
+        for step in range(iterations):
+            latents, current = self._inpainting_step(
+                images, missing, current, latents, labels, tf.constant([seed, step])
+            )
+        return images * (1 - missing) + self._decode(latents, labels) * missing
+
+    @tf.function
+    def _inpainting_step(self, images, missing, current, latents, labels, seed):
+        """One Metropolis-within-Gibbs sweep: a latent, then the missing pixels."""
+        posterior = self._posterior(current, labels=labels)
+        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), 3)
+        proposal = posterior.sample(seed=seeds[0])
+
+        def log_weight(z):
+            likelihood = self._likelihood_distribution(z, labels).log_prob(current)
+            return likelihood + self.prior.log_prob(z) - posterior.log_prob(z)
+
+        log_ratio = log_weight(proposal) - log_weight(latents)
+        uniform = tf.random.stateless_uniform(tf.shape(log_ratio), seeds[1])
+        accept = tf.math.log(uniform)
+        latents = tf.where((accept < log_ratio)[:, None], proposal, latents)
+        drawn = self._likelihood_distribution(latents, labels).sample(seed=seeds[2])
+        return latents, images * (1 - missing) + drawn * missing
 
     def preview(self, images=None, labels=None) -> dict:
         """The samples, and the reconstructions of `images` beside them, one pair a column."""
@@ -256,9 +313,13 @@ class VAE(base.LatentFamily):
         return noise.step_seed(self.seed, -1, 0)
 
     def _negative_elbo_terms(self, images, seed, training, labels=None):
-        posterior = self._posterior(images, training=training, labels=labels)
-        epsilon = noise.replica_normal(tf.shape(images)[0], [self.latent_dim], seed)
         # Reparameterised sample, drawn from noise shared out across replicas.
+        epsilon = noise.replica_normal(tf.shape(images)[0], [self.latent_dim], seed)
+        return self._negative_elbo_terms_at(images, epsilon, training, labels)
+
+    def _negative_elbo_terms_at(self, images, epsilon, training, labels=None):
+        """(reconstruction, KL) per example, the latents drawn with noise `epsilon`."""
+        posterior = self._posterior(images, training=training, labels=labels)
         latents = posterior.mean() + posterior.stddev() * epsilon
         reconstruction = -self._likelihood_distribution(
             latents, labels, training=training
@@ -273,15 +334,46 @@ class VAE(base.LatentFamily):
     def train_step(self, data):
         images, labels = self._batch(data)
         # Negative ELBO with one reparameterised posterior sample; one update.
+        step = self.optimizer.iterations
+        epsilon = noise.replica_normal(
+            tf.shape(images)[0], [self.latent_dim], noise.step_seed(self.seed, step, 0)
+        )
+        if self.dp_clip is not None:
+            return self._private_step(images, epsilon, labels, step)
         with tf.GradientTape() as tape:
-            seed = noise.step_seed(self.seed, self.optimizer.iterations, 0)
-            reconstruction, kl = self._negative_elbo_terms(
-                images, seed, training=True, labels=labels
+            reconstruction, kl = self._negative_elbo_terms_at(
+                images, epsilon, training=True, labels=labels
             )
             loss = losses.average_over_global_batch(reconstruction + self.beta * kl)
             loss = self.optimizer.scale_loss(loss)
         weights = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        return self._track_terms(reconstruction, kl)
+
+    def _private_step(self, images, epsilon, labels, step):
+        """A DP-SGD update: each example's gradient clipped, then noised (privacy.py)."""
+
+        def example_loss(example):
+            image, noise_row, *label = (row[None] for row in example)
+            terms = self._negative_elbo_terms_at(
+                image, noise_row, True, label[0] if label else None
+            )
+            return (terms[0] + self.beta * terms[1])[0]
+
+        examples = (images, epsilon) + (() if labels is None else (labels,))
+        weights = self.trainable_variables
+        gradients = privacy.private_gradients(
+            example_loss,
+            examples,
+            weights,
+            self.dp_clip,
+            self.dp_noise,
+            noise.step_seed(self.seed, step, 1),
+        )
+        self.optimizer.apply_gradients(zip(gradients, weights))
+        reconstruction, kl = self._negative_elbo_terms_at(
+            images, epsilon, False, labels
+        )
         return self._track_terms(reconstruction, kl)
 
     def test_step(self, data):
@@ -296,4 +388,16 @@ class VAE(base.LatentFamily):
             loss=reconstruction + self.beta * kl,
             reconstruction_loss=reconstruction,
             kl_loss=kl,
+        )
+
+
+def _check_privacy(dp_clip, dp_noise) -> None:
+    """DP-SGD's settings: a positive clip norm, and noise only with clipping."""
+    if dp_clip is not None and not dp_clip > 0:
+        raise ValueError(f"dp_clip must be a positive gradient norm, got {dp_clip!r}")
+    if not dp_noise >= 0:
+        raise ValueError(f"dp_noise must be at least 0, got {dp_noise!r}")
+    if dp_noise and dp_clip is None:
+        raise ValueError(
+            "dp_noise needs dp_clip: DP-SGD's noise is scaled to the clip norm"
         )

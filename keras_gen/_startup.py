@@ -1,0 +1,151 @@
+"""How `keras-gen` starts: TensorFlow's own start-up logs hidden, one line on the device.
+
+TensorFlow writes from C++ to stderr (file descriptor 2) while it is imported and
+when it first looks for GPUs: the oneDNN notice, "Could not find cuda drivers",
+the CPU-instructions notice and, on a machine without a GPU,
+`E0000 ... failed call to cuInit: ... UNKNOWN ERROR (303)`, which reads as a
+failure. Some come before absl's logging is initialised, where no setting filters
+them (TF_CPP_MIN_LOG_LEVEL=3 leaves the first two; measured with TF 2.21), so
+they are caught at the file descriptor: the import and the first device query run
+with fd 2 pointed at a temporary file, shown only if they fail. Nothing here
+imports TensorFlow at module level: keras_gen's package init uses it before
+TensorFlow loads.
+"""
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+
+VERBOSE_FLAGS = ("-v", "--verbose")
+# TensorFlow's C++ logs after start-up: errors only. A value the user set wins.
+QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+# The Python loggers of TensorFlow and absl (which Keras logs through): errors only.
+QUIET_LOGGERS = ("tensorflow", "absl")
+
+
+def verbose_requested(argv: list[str]) -> bool:
+    """Whether argv asks for --verbose, read before TensorFlow (and argparse) load.
+
+    Matches what argparse accepts: -v, --verbose or an unambiguous prefix of it,
+    anywhere before a bare "--".
+    """
+    for word in argv:
+        if word == "--":
+            return False
+        if word in VERBOSE_FLAGS or (len(word) > 2 and "--verbose".startswith(word)):
+            return True
+    return False
+
+
+COMMAND = "keras-gen"
+
+
+@contextlib.contextmanager
+def quiet_when_command() -> Iterator[None]:
+    """Quiet TensorFlow's start-up for the block if this process is the `keras-gen`
+    command (its console script) run without --verbose; otherwise do nothing.
+
+    keras_gen's package init imports TensorFlow inside this block: the console
+    script imports the package before any of the command's own code runs.
+    """
+    command = os.path.basename(sys.argv[0] if sys.argv else "") == COMMAND
+    if not command or verbose_requested(sys.argv[1:]):
+        yield
+        return
+    quiet_environment()
+    with native_stderr_hidden():
+        yield
+
+
+def quiet_environment() -> None:
+    """Set the environment that keeps TensorFlow's C++ logs to errors, unless set."""
+    for name, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
+
+@contextlib.contextmanager
+def native_stderr_hidden(hide: bool = True) -> Iterator[None]:
+    """What the block writes to file descriptor 2 (C++ logs included) goes to a
+    temporary file, written out after all if the block raises: a failed import
+    still explains itself."""
+    if not hide:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to hide it from
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            _restore(saved)
+            sink.seek(0)
+            os.write(2, sink.read())
+            raise
+        _restore(saved)
+
+
+def _restore(saved: int) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
+@contextlib.contextmanager
+def python_logs_hidden(hide: bool = True) -> Iterator[None]:
+    """Python warnings, and TensorFlow's and absl's Python logs below ERROR, off for
+    the block. keras_gen's own warnings still show."""
+    if not hide:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.filterwarnings("default", module=r"keras_gen(\.|$)")
+        for logger in loggers:
+            logger.setLevel(max(logger.getEffectiveLevel(), logging.ERROR))
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+
+
+def devices(hide_logs: bool = True) -> str:
+    """What runs the model, e.g. "CPU (2 cores; no GPU found)" or the GPUs' names.
+
+    The first device query is where TensorFlow tries CUDA (and logs cuInit's
+    failure on a machine without a GPU), so it runs with those logs hidden. It lists
+    physical devices only, so a strategy may still split them into logical ones.
+    """
+    import tensorflow as tf
+
+    with native_stderr_hidden(hide_logs):
+        gpus = tf.config.list_physical_devices("GPU")
+        names = [
+            tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+            for gpu in gpus
+        ]
+    cores = _cpu_cores()
+    if not gpus:
+        return f"CPU ({cores} cores; no GPU found)"
+    plural = "s" if len(gpus) > 1 else ""
+    return f"{len(gpus)} GPU{plural}: {', '.join(names)} (and {cores} CPU cores)"
+
+
+def _cpu_cores() -> int:
+    """The cores this process may use (its affinity), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
