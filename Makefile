@@ -13,8 +13,11 @@ $(VENV)/installed: setup.cfg pyproject.toml
 sample: $(VENV)/installed  ## 64 faces from the shipped dcgan_faces preset -> faces.png
 	$(BIN)/keras-gen sample dcgan_faces -n 64 --seed 0 -o faces.png
 
+# Test files run in parallel, one file per worker (its module fixtures built once):
+# tracing tiny models is single-threaded Python, so two workers nearly halve the time
+# on two cores. tests/conftest.py caps the workers `-n auto` starts.
 test: $(VENV)/installed browser  ## the whole test suite
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # tests/test_web.py runs a real headless Chromium (Debian's package) on onnxruntime-web
 # (npm, pinned and hash-checked, cached in ~/.cache/keras_gen). Both are fetched once.

@@ -11,19 +11,22 @@ from keras_gen._version import __version__
 # imported as a library, keras_gen leaves TensorFlow's output alone.
 with _startup.quiet_when_command():
     from keras_gen import (
+        applications,
         data,
         evaluation,
         export,
         features,
         metrics,
         models,
+        privacy,
+        prompts,
         training,
         zoo,
     )
 
 # The public surface: these modules, and every model family registered with
 # @models.base.family (registering is what makes a family public); nothing else.
-__all__ = ["__version__", "data", "evaluation", "export", "features", "metrics"]
-__all__ += ["training", "zoo"]
+__all__ = ["__version__", "applications", "data", "evaluation", "export"]
+__all__ += ["features", "metrics", "privacy", "prompts", "training", "zoo"]
 __all__ += models.__all__
 globals().update({name: getattr(models, name) for name in models.__all__})

@@ -42,18 +42,41 @@ def verbose_requested(argv: list[str]) -> bool:
 
 
 COMMAND = "keras-gen"
+PACKAGE = "keras_gen"
+# Python's own options that take the next word as their value.
+OPTIONS_WITH_VALUES = ("-X", "-W", "--check-hash-based-pycs")
+
+
+def running_as_command() -> bool:
+    """Whether this process is `keras-gen` or `python [options] -m keras_gen`.
+
+    While `-m` imports the package, sys.argv[0] is "-m"; sys.orig_argv keeps the
+    interpreter's own arguments. A script taking "-m" as its argument is not the
+    command: the search stops at the first word that is not an option.
+    """
+    if os.path.basename(sys.argv[0] if sys.argv else "") == COMMAND:
+        return True
+    words = iter(getattr(sys, "orig_argv", [])[1:])
+    for word in words:
+        if word == "-m":
+            return next(words, None) == PACKAGE
+        if word in OPTIONS_WITH_VALUES:
+            next(words, None)
+        elif not word.startswith("-"):
+            return False
+    return False
 
 
 @contextlib.contextmanager
 def quiet_when_command() -> Iterator[None]:
     """Quiet TensorFlow's start-up for the block if this process is the `keras-gen`
-    command (its console script) run without --verbose; otherwise do nothing.
+    command (its console script or `python -m keras_gen`) run without --verbose;
+    otherwise do nothing.
 
     keras_gen's package init imports TensorFlow inside this block: the console
     script imports the package before any of the command's own code runs.
     """
-    command = os.path.basename(sys.argv[0] if sys.argv else "") == COMMAND
-    if not command or verbose_requested(sys.argv[1:]):
+    if not running_as_command() or verbose_requested(sys.argv[1:]):
         yield
         return
     quiet_environment()

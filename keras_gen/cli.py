@@ -12,6 +12,7 @@ import inspect
 import itertools
 import json
 import math
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ from keras_gen import (
     zoo,
 )
 from keras_gen.applications import detection, latent
-from keras_gen.models import base, conditioning
+from keras_gen.models import base
 
 INT64_MAX = 2**63 - 1
 # keras.utils.set_random_seed seeds NumPy too, which takes 32-bit seeds only.
@@ -197,7 +198,7 @@ def _command_interpolate(args, argv):
     conditions = {}
     if args.prompt is not None:
         model.require(base.CONDITIONS, "take --prompt")
-        conditions = conditioning.parse_prompt(args.prompt, model.conditions)
+        conditions = _prompted_conditions(args.prompt, model)
     # The GIF loops: through every seed, then back to the first.
     seeds = [*args.seeds, args.seeds[0]] if args.gif else args.seeds
     strips = [
@@ -332,6 +333,7 @@ def _command_evaluate(args, argv):
         spec,
         command,
         num_samples=args.num_samples,
+        class_samples=args.class_samples,
         seed=args.seed,
         feature_extractor=args.features,
         reference=args.reference,
@@ -438,6 +440,8 @@ def _command_train(args, argv):
         command=shlex.join(["keras-gen", *argv]),
         verbose=2 if args.quiet else None,  # --quiet: one line per epoch, no bar
         overwrite=args.overwrite,
+        eval_every=args.eval_every,
+        eval_samples=args.eval_samples,
     )
     print(f"wrote preset {output}")
 
@@ -561,6 +565,12 @@ def _add_evaluate(commands):
         "image-to-image presets translate every test input instead",
     )
     evaluate.add_argument(
+        "--class-samples",
+        type=_integer(2, MAX_EVALUATE),
+        help="generated images per class of a conditional model (default: "
+        "--num-samples); fewer for models slow to sample, such as diffusion",
+    )
+    evaluate.add_argument(
         "--features",
         default="auto",
         help="auto (the dataset's classifier preset), inception, a classifier "
@@ -648,6 +658,20 @@ def _add_train(commands):
         help="checkpoint the training state this often, and after every epoch",
     )
     train.add_argument(
+        "--eval-every",
+        type=_integer(1),
+        metavar="EPOCHS",
+        help="measure the test NLL (likelihood models) or FID this often: the "
+        "card's training curve, drawn in training_curve.png",
+    )
+    train.add_argument(
+        "--eval-samples",
+        type=_integer(2, MAX_EVALUATE),
+        metavar="N",
+        help="samples (or test images) per point of the training curve "
+        f"(default {training.EVAL_SAMPLES})",
+    )
+    train.add_argument(
         "--cpu-replicas",
         type=_integer(1, 64),
         metavar="N",
@@ -728,6 +752,8 @@ def _output_flags(parser, default):
 # What a user's mistake raises: bad values, missing files, a refused output, a run
 # that diverged or is locked. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, OSError, training.TrainingError)
+# What a Unix tool exits with when its reader has gone (128 + SIGPIPE).
+CLOSED_PIPE_EXIT = 141
 
 
 # The commands that run a model; the others only read cards.
@@ -761,11 +787,23 @@ def main(argv: list[str] | None = None, *, command_line: bool = False) -> int:
             _startup.python_logs_hidden(not args.verbose),
         ):
             args.run(args, argv)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except BrokenPipeError:
+        _stdout_discarded()
+        return CLOSED_PIPE_EXIT
     except USER_ERRORS as error:
         message = " ".join(str(error).split("\n"))
         print(f"keras-gen {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def _stdout_discarded() -> None:
+    """Point stdout at /dev/null: its reader (`keras-gen list | head`) has gone, and
+    Python's flush at exit would otherwise complain about the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _is_terminal(stream) -> bool:

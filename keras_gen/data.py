@@ -576,6 +576,10 @@ _FASHION_FILES = {
 def _read_npz(path, split, dataset):
     key = f"x_{split}"
     with _open_npz(path) as arrays:
+        if key not in arrays:  # a file without this split, as a folder without its file
+            raise DataSourceError(
+                f"{path} has no {split} split ({key!r}); it holds {sorted(arrays.files)}"
+            )
         images = _npz_array(path, arrays, key)
     return _checked_images(f"{path}: {key}", images, dataset)
 

@@ -8,6 +8,7 @@ model would score with this many samples.
 """
 
 import dataclasses
+import inspect
 import os
 import platform
 import shlex
@@ -26,6 +27,8 @@ DIVERSITY = "pixel diversity, generated / test"
 NLL_IMAGES = 2000  # test images the importance-weighted NLL is averaged over
 MEMORISATION_TRAIN_IMAGES = 10000  # training images searched for nearest neighbours
 TIMED_SAMPLES = 64
+# A model that samples in steps (diffusion) is measured at each of these counts.
+SAMPLING_STEPS = (10, 25, 50, 100)
 
 
 @dataclasses.dataclass
@@ -40,6 +43,7 @@ class _Run:
     reference: str
     report: dict
     rng: np.random.Generator
+    class_samples: int
 
     def add(self, name, value, **extra):
         self.report["metrics"].append({"name": name, "value": float(value), **extra})
@@ -61,6 +65,7 @@ def evaluate(
     reference: str = "train",
     splits: data.Splits | None = None,
     trained: dict | None = None,
+    class_samples: int | None = None,
 ) -> dict:
     """Measure `model` on its dataset; a report whose "metrics" go into the card.
 
@@ -77,6 +82,8 @@ def evaluate(
         splits: the dataset's splits when the caller has loaded some already.
         trained: the card's record of training (steps, batch size), from which a
             model trained by DP-SGD gets its privacy budget.
+        class_samples: generated images per class (default `num_samples`), for
+            models whose samples are costly (diffusion: two networks per step).
     """
     if reference not in data.SPLITS:
         raise ValueError(f"reference must be one of {data.SPLITS}, got {reference!r}")
@@ -92,6 +99,7 @@ def evaluate(
         reference,
         report,
         np.random.default_rng(seed),
+        class_samples or num_samples,
     )
     tested = _test_metrics(run)
     if trained and model.get_config().get("dp_noise"):
@@ -251,8 +259,43 @@ def _feature_metrics(run: _Run, extractor, generated: np.ndarray) -> None:
         ).items():
             run.add(prefix + name, value, samples=len(images))
     _memorisation(run, extractor, compared[""], features_of)
+    if _samples_in_steps(run.model):
+        _steps_tradeoff(run, extractor, reference_features, compared[""][1])
     if run.model.can(base.CONDITIONS):
         _conditional(run, extractor, reference_features, reference_labels)
+
+
+def _samples_in_steps(model) -> bool:
+    return "steps" in inspect.signature(model.generate).parameters
+
+
+def _steps_tradeoff(run: _Run, extractor, reference_features, default_features):
+    """FID and the time of 64 samples at each number of sampling steps: what fewer
+    steps cost in quality and save in time. `default_features` are those of the
+    samples already drawn at the model's default steps."""
+    reference = metrics.FeatureStatistics().update(reference_features)
+    for steps in (s for s in SAMPLING_STEPS if s <= run.model.timesteps):
+        with progress.showing(False):
+            run.model.generate(TIMED_SAMPLES, seed=run.seed, steps=steps)  # warm-up
+            start = time.perf_counter()
+            run.model.generate(TIMED_SAMPLES, seed=run.seed, steps=steps)
+            seconds = time.perf_counter() - start
+        run.add(
+            f"seconds to generate {TIMED_SAMPLES} samples, {steps} sampling steps "
+            f"({hardware()})",
+            seconds,
+        )
+        if steps == run.model.sampling_steps:
+            features_ = default_features
+        else:
+            images = run.model.generate(run.num_samples, seed=run.seed, steps=steps)
+            features_ = extractor.features(np.asarray(images))
+        found = metrics.FeatureStatistics().update(features_)
+        run.add(
+            f"FID ({extractor.name}), {steps} sampling steps",
+            metrics.fid(reference, found),
+            samples=run.num_samples,
+        )
 
 
 def _memorisation(run: _Run, extractor, generated, features_of) -> None:
@@ -397,14 +440,16 @@ def _conditional(run: _Run, extractor, reference_features, reference_labels):
         agreements = []
         for index, name in enumerate(names):
             images = np.asarray(
-                run.model.generate(run.num_samples, seed=run.seed, **{condition: index})
+                run.model.generate(
+                    run.class_samples, seed=run.seed, **{condition: index}
+                )
             )
             predicted = extractor.probabilities(images)[classifier_head].argmax(axis=1)
             agreements.append(float((predicted == index).mean()))
             run.add(
                 f"classifier agrees with requested {condition}={name} ({extractor.name})",
                 agreements[-1],
-                samples=run.num_samples,
+                samples=run.class_samples,
             )
             if reference_labels is not None:
                 real = reference_features[reference_labels[:, column] == index]
@@ -414,7 +459,7 @@ def _conditional(run: _Run, extractor, reference_features, reference_labels):
                         metrics.FeatureStatistics().update(real),
                         metrics.FeatureStatistics().update(extractor.features(images)),
                     ),
-                    samples=run.num_samples,
+                    samples=run.class_samples,
                 )
         run.add(
             f"classifier agrees with requested {condition}, mean over classes "

@@ -96,6 +96,106 @@ def _enlarged(images: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.repeat(images, width // images.shape[2], axis=2)
 
 
+# --- Line plots: a card's training curve, drawn without a plotting library --------
+
+PLOT_WIDTH, PLOT_HEIGHT = 720, 400
+_PLOT_MARGINS = {"left": 90, "right": 24, "top": 44, "bottom": 60}
+_INK, _GRID, _LINE = (0, 0, 0), (225, 225, 225), (31, 119, 180)
+
+
+def line_plot(xs, ys, x_label: str, y_label: str) -> np.ndarray:
+    """A line through the points (xs, ys) on labelled axes: RGB in [0, 1], (H, W, 3).
+
+    Pillow (a TensorBoard dependency) draws it, as it encodes GIFs: keras_gen needs
+    one plain plot, not a plotting library. The x axis starts at 0 (epochs, steps);
+    points that are not finite are left out; `y_label` is written above the axes.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[finite], ys[finite]
+    image = Image.new("RGB", (PLOT_WIDTH, PLOT_HEIGHT), "white")
+    draw, font = ImageDraw.Draw(image), ImageFont.load_default(size=14)
+    box = _plot_box()
+    x_range = (0.0, 1.04 * float(xs.max()) if len(xs) and xs.max() > 0 else 1.0)
+    y_range = _padded_range(ys)
+
+    def pixel(x, y):
+        return _scaled(x, x_range, box[0], box[2]), _scaled(y, y_range, box[3], box[1])
+
+    y_ticks, decimals = _round_ticks(*y_range)
+    for y in y_ticks:
+        draw.line([pixel(x_range[0], y), pixel(x_range[1], y)], fill=_GRID)
+        _text(draw, (box[0] - 8, pixel(0, y)[1]), f"{y:.{decimals}f}", font, "right")
+    for x in _x_ticks(xs, x_range):
+        draw.line([pixel(x, y_range[0]), pixel(x, y_range[1])], fill=_GRID)
+        _text(draw, (pixel(x, 0)[0], box[3] + 6), f"{x:g}", font, "top")
+    draw.rectangle(box, outline=_INK)
+    points = [pixel(x, y) for x, y in zip(xs, ys)]
+    if len(points) > 1:
+        draw.line(points, fill=_LINE, width=2)
+    for x, y in points:
+        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=_LINE)
+    _text(draw, (8, 12), y_label, font, "top left")
+    _text(draw, ((box[0] + box[2]) / 2, PLOT_HEIGHT - 24), x_label, font, "top")
+    return np.asarray(image, np.float32) / 255.0
+
+
+def _plot_box() -> tuple[int, int, int, int]:
+    """The axes' rectangle in pixels: left, top, right, bottom."""
+    margins = _PLOT_MARGINS
+    return (
+        margins["left"],
+        margins["top"],
+        PLOT_WIDTH - margins["right"],
+        PLOT_HEIGHT - margins["bottom"],
+    )
+
+
+def _padded_range(values: np.ndarray) -> tuple[float, float]:
+    """The values' range with 5% room each side; one value gets room around it."""
+    if len(values) == 0:
+        return 0.0, 1.0
+    low, high = float(values.min()), float(values.max())
+    room = (high - low) * 0.05 or abs(low) * 0.1 or 1.0
+    return low - room, high + room
+
+
+def _scaled(value, value_range, start, end) -> float:
+    low, high = value_range
+    return start + (value - low) / (high - low) * (end - start)
+
+
+def _round_ticks(low: float, high: float, count: int = 5) -> tuple[np.ndarray, int]:
+    """About `count` round ticks in [low, high], 1, 2 or 5 times a power of ten
+    apart, and the decimals that tell them apart."""
+    spacing = (high - low) / count
+    power = 10.0 ** math.floor(math.log10(spacing))
+    spacing = next(m * power for m in (1, 2, 5, 10) if m * power >= spacing)
+    ticks = np.arange(math.ceil(low / spacing), math.floor(high / spacing) + 1)
+    return ticks * spacing, max(0, -math.floor(math.log10(spacing)))
+
+
+def _x_ticks(xs: np.ndarray, x_range) -> np.ndarray:
+    """A tick at each point while they are few (epochs), else round ticks."""
+    distinct = np.unique(xs)
+    return distinct if 0 < len(distinct) <= 12 else _round_ticks(*x_range)[0]
+
+
+def _text(draw, xy, text: str, font, place: str) -> None:
+    """Text placed by its box, which works for bitmap fonts too (no anchors):
+    "right" ends at x, centred on y; "top" is centred on x below y; "top left"
+    starts at xy."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    x, y = xy
+    if place == "right":
+        x, y = x - right, y - (top + bottom) / 2
+    elif place == "top":
+        x -= (left + right) / 2
+    draw.text((x, y), text, fill=_INK, font=font)
+
+
 # A tEXt chunk right after the header marks a PNG as keras_gen's: a later write may
 # replace it, while a PNG of the user's at the same path is refused.
 _SIGNATURE = b"Software\0keras_gen"

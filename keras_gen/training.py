@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -26,12 +27,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gen import _files, data, evaluation, zoo
+from keras_gen import _files, data, evaluation, features, zoo
 from keras_gen import images as images_module
 from keras_gen._version import __version__
 from keras_gen.models import base
 
 SAMPLE_SEED = 0
+EVAL_SAMPLES = 500  # samples, or test images, per point of a training curve
+CURVE_FIGURE = "training_curve.png"
+# What a training curve plots, by the first capability the model declares: a pattern
+# of the metric's name in `evaluation.evaluate`'s report, and the feature extractor
+# that measures it ("none" skips feature metrics that the curve does not plot).
+CURVE_METRICS = (
+    (base.LIKELIHOOD, r"test negative log-likelihood, nats \(", "none"),
+    (base.SAMPLES, r"FID \([^()]*\)$", "auto"),
+    (base.TRANSLATION, r"FID \([^()]*\)$", "auto"),
+    (base.CLASSIFY, r"test \w*accuracy$", "none"),
+)
 
 
 class TrainingError(RuntimeError):
@@ -165,6 +177,97 @@ def _non_finite_variable(model: keras.Model) -> tuple[str, float] | None:
             bad = values[~np.isfinite(values)].flat[0]
             return f"the variable {variable.path}", float(bad)
     return None
+
+
+class _TrainingCurve(keras.callbacks.Callback):
+    """Measures the model every `eval_every` epochs: the points of its training curve.
+
+    `measure(model)` gives (metric name, value). Each point is written into the
+    training state folder just after the checkpoint of its step (this callback comes
+    after `_TrainingState`), so a resumed run keeps every point taken before a crash,
+    and a point lost between the two writes is measured on resuming from that
+    checkpoint, which holds the same weights.
+    """
+
+    FILE = "curve.json"
+
+    def __init__(self, state: _TrainingState, measure, settings: dict):
+        super().__init__()
+        self.state, self.measure = state, measure
+        self.every_epochs = settings["eval_every"]
+        self.samples = settings["eval_samples"]
+        self.steps_per_epoch = settings["steps_per_epoch"]
+        self.metric, self.points = None, []
+
+    def resume(self, model: keras.Model) -> None:
+        """Take the stored points up to the restored step; measure one due there."""
+        file = self.state.folder / self.FILE
+        if file.is_file():
+            stored, restored = json.loads(file.read_text()), step(model)
+            self.metric = stored["metric"]
+            self.points = [p for p in stored["points"] if p["step"] <= restored]
+        self._measure_if_due(model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.state.diverged is None:
+            self._measure_if_due(self.model)
+
+    def _measure_if_due(self, model):
+        at = step(model)
+        every_steps = self.every_epochs * self.steps_per_epoch
+        if at == 0 or at % every_steps or any(p["step"] == at for p in self.points):
+            return
+        self.metric, value = self.measure(model)
+        epoch = at // self.steps_per_epoch
+        self.points.append({"epoch": epoch, "step": at, "value": value})
+        print(f"training curve: epoch {epoch} (step {at}), {self.metric} {value:.6g}")
+        stored = json.dumps({"metric": self.metric, "points": self.points})
+        _files.write_text(self.state.folder / self.FILE, stored)
+
+    def add_to(self, trained_card: dict, figures: dict, command: str) -> None:
+        """Put the curve in a trained card, with its figure's entry, and the figure
+        (a line plot) among the figures to write."""
+        trained_card["training_curve"] = {
+            "command": command,
+            "metric": self.metric,
+            "samples": self.samples,
+            "points": self.points,
+        }
+        every = "epoch" if self.every_epochs == 1 else f"{self.every_epochs} epochs"
+        entry = {
+            "file": CURVE_FIGURE,
+            "caption": (
+                f"The training curve: {self.metric}, measured every {every} with "
+                f"--eval-samples {self.samples}."
+            ),
+            "command": command,
+        }
+        trained_card["figures"] = [*trained_card.get("figures", []), entry]
+        epochs = [point["epoch"] for point in self.points]
+        values = [point["value"] for point in self.points]
+        plot = images_module.line_plot(epochs, values, "epoch", self.metric)
+        figures[CURVE_FIGURE] = (plot[None], 1)
+
+
+class _FirstTestImages(data.Splits):
+    """A run's splits with the test split cut to its first `count` images: a curve
+    point measures test images as few as the samples it draws. The other splits,
+    the FID's reference among them, stay whole."""
+
+    def __init__(self, splits: data.Splits, count: int):
+        super().__init__(splits.dataset, splits.source)
+        self.whole, self.count = splits, count
+
+    def images(self, split: str) -> np.ndarray:
+        return self._first(split, self.whole.images(split))
+
+    def labels(self, split: str) -> np.ndarray | None:
+        return self._first(split, self.whole.labels(split))
+
+    def _first(self, split, values):
+        if split != "test" or values is None:
+            return values
+        return values[: self.count]
 
 
 @contextlib.contextmanager
@@ -350,31 +453,44 @@ def train(
     command: str | None = None,
     verbose: int | str | None = None,
     overwrite: bool = False,
+    eval_every: int | None = None,
+    eval_samples: int | None = None,
 ) -> Path:
     """Train `preset`'s recipe (overrides as given) and write a preset folder at `output`.
 
     `batch_size` is the global batch: under a strategy each replica takes its share.
     `output` may be replaced only if keras_gen wrote it (or with `overwrite`); its
     checkpoint beside it is resumed only by a run with the same settings, and one
-    run at a time may train into it.
+    run at a time may train into it. `eval_every` N measures the model's headline
+    number (test NLL, else FID) every N epochs on `eval_samples` samples (default
+    500): the card's training curve, drawn in training_curve.png.
     """
     recipe = zoo.card(preset)
     _check_trainable(recipe)
     epochs, batch_size, seed = _or_recipe(recipe, epochs, batch_size, seed)
     distribution = distribution or strategy()
     _check_settings(epochs, steps_per_epoch, batch_size, seed, checkpoint_every)
+    eval_samples = _check_curve(eval_every, eval_samples, epochs)
     _check_replicas(batch_size, distribution)
     output = _files.claim_folder(output, overwrite)
     command = command or _command(
-        preset, output, epochs, steps_per_epoch, batch_size, data_source, seed
+        preset,
+        output,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        seed=seed,
+        data=data_source,
+        eval_every=eval_every,
+        eval_samples=eval_samples,
     )
     recipe = _run_recipe(recipe, seed)
     splits = data.Splits(recipe["data"]["dataset"], data_source)
     train_images, train_labels = _training_data(recipe["data"], splits)
     settings = _settings(preset, recipe, train_images, train_labels, distribution)
-    settings.update(
-        seed=seed, batch_size=batch_size, epochs=epochs, mixed_precision=mixed_precision
-    )
+    settings.update(seed=seed, batch_size=batch_size, epochs=epochs)
+    settings.update(mixed_precision=mixed_precision, eval_every=eval_every)
+    settings["eval_samples"] = eval_samples
     settings["steps_per_epoch"] = _steps_per_epoch(
         steps_per_epoch, batch_size, train_images, recipe["data"]["dataset"]
     )
@@ -383,14 +499,18 @@ def train(
         model = _build(recipe, seed, distribution, mixed_precision)
         folder = output.with_name(output.name + ".train-state")
         state = _TrainingState(folder, checkpoint_every, chief, identity=settings)
-        callbacks = [state]
+        curve = None  # measured on the chief only, as the preset is
+        if eval_every is not None and chief:
+            curve = _training_curve(recipe, settings, splits, state, command)
+        callbacks = [state] if curve is None else [state, curve]  # in this order
         if logdir is not None and chief:
             callbacks.append(_tensorboard(logdir, settings, train_images, train_labels))
+        _resume(model, state, curve, settings)
         _fit(model, state, settings, train_images, train_labels, callbacks, verbose)
         if not chief:
             return output  # the chief measures and writes the preset
         trained = _measure_and_write(
-            model, recipe, settings, state, command, splits, output, overwrite
+            model, recipe, settings, state, command, splits, output, overwrite, curve
         )
         shutil.rmtree(state.folder, ignore_errors=True)
     return trained
@@ -475,6 +595,34 @@ def _check_settings(epochs, steps_per_epoch, batch_size, seed, checkpoint_every)
         )
 
 
+def _check_curve(eval_every, eval_samples, epochs) -> int | None:
+    """Refuse curve settings that give no curve, naming the flag; the samples per
+    point (default EVAL_SAMPLES), or None without a curve."""
+    if eval_every is None:
+        if eval_samples is not None:
+            raise ValueError(
+                "eval_samples (--eval-samples) sets the samples of the training "
+                "curve; give eval_every (--eval-every) too"
+            )
+        return None
+    if not _is_int(eval_every) or eval_every < 1:
+        raise ValueError(
+            f"eval_every (--eval-every) must be a positive integer, got {eval_every!r}"
+        )
+    if eval_every > epochs:
+        raise ValueError(
+            f"eval_every (--eval-every) {eval_every} is more than the {epochs} "
+            f"epochs, so the curve would have no point; use at most {epochs}"
+        )
+    eval_samples = EVAL_SAMPLES if eval_samples is None else eval_samples
+    if not _is_int(eval_samples) or eval_samples < 2:
+        raise ValueError(
+            "eval_samples (--eval-samples) must be an integer of at least 2, "
+            f"got {eval_samples!r}"
+        )
+    return eval_samples
+
+
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -495,7 +643,11 @@ def _run_recipe(recipe, seed):
     if "seed" in inspect.signature(zoo.model_class(recipe)).parameters:
         config["seed"] = seed
     return {
-        **{k: v for k, v in recipe.items() if k not in ("metrics", "figures")},
+        **{
+            k: v
+            for k, v in recipe.items()
+            if k not in ("metrics", "figures", "training_curve")
+        },
         "model": {**recipe["model"], "config": config},
     }
 
@@ -554,13 +706,97 @@ def _tensorboard(logdir, settings, train_images, train_labels):
     return TensorBoard(logdir, hparams, reference_images=reference)
 
 
-def _fit(model, state, settings, train_images, train_labels, callbacks, verbose):
-    """Resume from the run's checkpoint, if any, and fit until the last step."""
-    steps_per_epoch = settings["steps_per_epoch"]
-    total_steps = settings["epochs"] * steps_per_epoch
+def _training_curve(recipe, settings, splits, state, command) -> _TrainingCurve:
+    """The callback measuring the curve's points: `evaluate`'s headline number for a
+    one-device copy of the model, on `eval_samples` samples and test images.
+
+    A model or data that cannot give that number is refused here, before training.
+    """
+    measured = _one_device_copy(recipe)
+    pattern, extractor = _curve_metric(measured, recipe["data"]["dataset"])
+    try:
+        splits.images("test")
+    except (data.DataSourceError, data.DataError) as error:
+        raise type(error)(
+            f"eval_every (--eval-every) measures on the test split: {error}"
+        ) from None
+    first = _FirstTestImages(splits, settings["eval_samples"])
+    # The recipe's end-of-training settings (class_samples), with the curve's count.
+    sizes = {**recipe["training"].get("evaluation", {})}
+    sizes["num_samples"] = settings["eval_samples"]
+
+    def measure(model):
+        measured.set_weights(model.get_weights())
+        report = evaluation.evaluate(
+            measured,
+            recipe["data"],
+            command,
+            seed=settings["seed"],
+            feature_extractor=extractor,
+            splits=first,
+            **sizes,
+        )
+        return _headline(report, pattern)
+
+    return _TrainingCurve(state, measure, settings)
+
+
+def _one_device_copy(recipe: dict) -> keras.Model:
+    """A fresh compiled model outside any strategy, to measure trained weights in."""
+    model = zoo.build(recipe)
+    model.compile_from_config(copy.deepcopy(recipe["training"]["compile"]))
+    return model
+
+
+def _curve_metric(model, dataset) -> tuple[str, str]:
+    """(pattern of the metric's name, feature extractor) of `model`'s training curve."""
+    for capability, pattern, extractor in CURVE_METRICS:
+        if not model.can(capability):
+            continue
+        if extractor == "auto":
+            # A paired dataset's images are those of the dataset it is made from.
+            source = data.REGISTRY[dataset].made_from or dataset
+            try:
+                features.extractor(extractor, source)
+            except ValueError as error:
+                raise ValueError(
+                    f"eval_every (--eval-every) plots the FID by {source}'s "
+                    f"classifier preset, which is missing: {error}"
+                ) from None
+        return pattern, extractor
+    raise ValueError(
+        f"a {type(model).__name__} reports no test NLL, FID or accuracy to plot; "
+        "train it without eval_every (--eval-every)"
+    )
+
+
+def _headline(report: dict, pattern: str) -> tuple[str, float]:
+    """(name, value) of the report's first metric whose name matches `pattern`."""
+    for metric in report["metrics"]:
+        if re.match(pattern, metric["name"]):
+            return metric["name"], metric["value"]
+    names = ", ".join(metric["name"] for metric in report["metrics"])
+    raise TrainingError(
+        f"evaluate reported no metric matching {pattern!r} for the training curve; "
+        f"it reported: {names or 'nothing'}"
+    )
+
+
+def _resume(model, state, curve, settings):
+    """Load the run's checkpoint, if any, and the curve's points up to its step."""
     done = state.restore(model)
     if done:
+        total_steps = settings["epochs"] * settings["steps_per_epoch"]
         print(f"resuming at step {done} of {total_steps} from {state.folder}")
+    if curve is not None:
+        curve.resume(model)
+
+
+def _fit(model, state, settings, train_images, train_labels, callbacks, verbose):
+    """Fit from the step the model has reached until the last step."""
+    steps_per_epoch = settings["steps_per_epoch"]
+    total_steps = settings["epochs"] * steps_per_epoch
+    done = step(model)
     if verbose is None:  # a progress bar in a terminal, one line per epoch in a log
         verbose = 1 if sys.stdout.isatty() else 2
     # A run interrupted mid-epoch first finishes that epoch, then runs the rest.
@@ -609,7 +845,7 @@ def _divergence_message(state):
 
 
 def _measure_and_write(
-    model, recipe, settings, state, command, splits, output, overwrite
+    model, recipe, settings, state, command, splits, output, overwrite, curve
 ):
     """Measure a one-device copy of the trained model and write the preset folder.
 
@@ -622,11 +858,15 @@ def _measure_and_write(
         {"name": f"train {name} (last epoch)", "value": value, "command": command}
         for name, value in final.items()
     ]
-    trained = zoo.build(recipe)
-    trained.compile_from_config(copy.deepcopy(recipe["training"]["compile"]))
+    trained = _one_device_copy(recipe)
     trained.set_weights(model.get_weights())
     metrics += evaluation.evaluate(
-        trained, recipe["data"], command, seed=settings["seed"], splits=splits
+        trained,
+        recipe["data"],
+        command,
+        seed=settings["seed"],
+        splits=splits,
+        **recipe["training"].get("evaluation", {}),
     )["metrics"]
     generative = trained.can(base.SAMPLES)
     samples_command = (
@@ -659,6 +899,8 @@ def _measure_and_write(
     }
     entries, figures = _translation_figure(trained, recipe["data"], splits, output)
     trained_card.update(entries)
+    if curve is not None:
+        curve.add_to(trained_card, figures, command)
     samples = trained.generate(64, seed=SAMPLE_SEED) if generative else None
     return zoo.write(output, trained, trained_card, samples, overwrite, figures)
 
@@ -724,11 +966,10 @@ def source_revision() -> str | None:
         return None
 
 
-def _command(preset, output, epochs, steps_per_epoch, batch_size, data_source, seed):
-    words = ["keras-gen", "train", str(preset), "--epochs", str(epochs)]
-    if steps_per_epoch:
-        words += ["--steps-per-epoch", str(steps_per_epoch)]
-    words += ["--batch-size", str(batch_size), "--seed", str(seed)]
-    if data_source:
-        words += ["--data", str(data_source)]
+def _command(preset, output, **flags) -> str:
+    """The `keras-gen train` command of a run: every flag that is set, in order."""
+    words = ["keras-gen", "train", str(preset)]
+    for name, value in flags.items():
+        if value is not None:
+            words += ["--" + name.replace("_", "-"), str(value)]
     return shlex.join(words + ["--output", str(output)])

@@ -111,6 +111,10 @@ CARD_SCHEMA: dict[str, tuple[bool, Kind]] = {
     # The command that makes this preset when `keras-gen train` cannot (its data is
     # made by a tool), e.g. "python tools/detector.py".
     "training.made_by": (OPTIONAL, TEXT),
+    # The measurement at the end of training, when the defaults would take hours.
+    "training.evaluation": (OPTIONAL, OBJECT),
+    "training.evaluation.num_samples": (OPTIONAL, POSITIVE_INTEGER),
+    "training.evaluation.class_samples": (OPTIONAL, POSITIVE_INTEGER),
     "trained": (OPTIONAL, OBJECT),
     "trained.command": (REQUIRED, TEXT),
     "trained.samples_command": (OPTIONAL, TEXT),
@@ -142,6 +146,17 @@ CARD_SCHEMA: dict[str, tuple[bool, Kind]] = {
     "figures[].file": (REQUIRED, FILE_NAME),
     "figures[].caption": (REQUIRED, TEXT),
     "figures[].command": (REQUIRED, TEXT),
+    # The headline metric measured every few epochs of training (keras-gen train
+    # --eval-every), on fewer samples than the final "metrics"; drawn in a figure.
+    "training_curve": (OPTIONAL, OBJECT),
+    "training_curve.command": (REQUIRED, TEXT),
+    "training_curve.metric": (REQUIRED, TEXT),
+    "training_curve.samples": (REQUIRED, POSITIVE_INTEGER),
+    "training_curve.points": (REQUIRED, LIST),
+    "training_curve.points[]": (REQUIRED, OBJECT),
+    "training_curve.points[].epoch": (REQUIRED, POSITIVE_INTEGER),
+    "training_curve.points[].step": (REQUIRED, POSITIVE_INTEGER),
+    "training_curve.points[].value": (REQUIRED, NUMBER),
 }
 
 
@@ -616,7 +631,9 @@ def model_card(preset_card: dict) -> str:
         _card_use,
         _card_about,
         _card_training,
+        _card_training_curve,
         _card_export,
+        _card_sampling_steps,
         _card_measured,
         _card_figures,
     )
@@ -681,6 +698,27 @@ def _card_training(c: dict) -> builtins.list[str]:
     ]
 
 
+def _card_training_curve(c: dict) -> builtins.list[str]:
+    curve = c.get("training_curve")
+    if curve is None:
+        return []
+    lines = [
+        "## Training curve",
+        "",
+        (
+            f"`{curve['metric']}` during training, measured with `--eval-samples "
+            f"{curve['samples']}` by `{curve['command']}`:"
+        ),
+        "",
+        "| epoch | step | value |",
+        "| --- | --- | --- |",
+    ]
+    lines += [
+        f"| {p['epoch']} | {p['step']} | {p['value']:.4g} |" for p in curve["points"]
+    ]
+    return lines + [""]
+
+
 def _card_export(c: dict) -> builtins.list[str]:
     endpoints = builtins.list(build(c).serving_endpoints())
     formats = "saved_model|serving"
@@ -696,6 +734,40 @@ def _card_export(c: dict) -> builtins.list[str]:
         ),
         "",
     ]
+
+
+# The names `evaluation` gives a model's metrics at each number of sampling steps.
+STEPS_FID = re.compile(r"FID \((?P<extractor>[^()]+)\), (?P<steps>\d+) sampling steps$")
+STEPS_SECONDS = re.compile(
+    r"seconds to generate (?P<count>\d+) samples, (?P<steps>\d+) sampling steps"
+)
+
+
+def _card_sampling_steps(c: dict) -> builtins.list[str]:
+    """Quality against time over the sampling steps of a diffusion preset."""
+    fids, seconds, extractor, count = {}, {}, None, None
+    for metric in c.get("metrics", []):
+        if found := STEPS_FID.match(metric["name"]):
+            fids[int(found["steps"])] = metric["value"]
+            extractor = found["extractor"]
+        elif found := STEPS_SECONDS.match(metric["name"]):
+            seconds[int(found["steps"])] = metric["value"]
+            count = found["count"]
+    if not fids:
+        return []
+    lines = [
+        "## Sampling steps",
+        "",
+        "Fewer steps sample faster and worse (numbers from the Measured section):",
+        "",
+        f"| steps | FID ({extractor}) | seconds for {count} samples |",
+        "| --- | --- | --- |",
+    ]
+    lines += [
+        f"| {steps} | {fids[steps]:.4g} | {seconds.get(steps, float('nan')):.3g} |"
+        for steps in sorted(fids)
+    ]
+    return lines + [""]
 
 
 def _card_measured(c: dict) -> builtins.list[str]:

@@ -5,6 +5,38 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import pytest
 
+# Each worker imports TensorFlow and traces its own models: about 2 GB of memory.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one worker per core, at most MAX_WORKERS."""
+    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+
+
+# The files that take minutes (real data, subprocesses, wheels), longest first: started
+# first, they do not leave one worker running alone at the end. Each file keeps the
+# order of its own tests.
+LONGEST_FILES = (
+    "test_training.py",
+    "test_replicas.py",
+    "test_packaging.py",
+    "test_export.py",
+    "test_training_curve.py",
+)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Run LONGEST_FILES first, in that order; the other files after, as collected."""
+
+    def rank(item) -> int:
+        name = item.path.name
+        return (
+            LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
+        )
+
+    items.sort(key=rank)
+
 
 @pytest.fixture(autouse=True)
 def _seeded():

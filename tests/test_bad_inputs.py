@@ -124,6 +124,10 @@ def _train(tmp, **settings):
     )
 
 
+def _data_without_test_split(tmp):
+    np.savez(tmp / "train_only.npz", x_train=np.zeros((4, 28, 28), np.uint8))
+
+
 def _zoo_card(tmp, changes=(), text=None, name="p"):
     """tmp/<name>/card.json: the tiny test card with ("a.b", value) changes applied."""
     from test_zoo import write_card
@@ -615,6 +619,65 @@ ROWS: dict[str, Row] = {
     "train seed=2.5 (API)": api_row(lambda tmp: _train(tmp, seed=2.5), match="--seed"),
     "train checkpoint_every=0 (API)": api_row(
         lambda tmp: _train(tmp, checkpoint_every=0), match="(--checkpoint-every)"
+    ),
+    "train --eval-every 0": cli_row(
+        *TRAIN, "--eval-every", "0", "--output", "o", match="--eval-every"
+    ),
+    "train --eval-every not a number": cli_row(
+        *TRAIN, "--eval-every", "two", "--output", "o", match="'two'"
+    ),
+    "train --eval-samples 1": cli_row(
+        *TRAIN,
+        "--eval-every",
+        "1",
+        "--eval-samples",
+        "1",
+        "--output",
+        "o",
+        match="--eval-samples",
+    ),
+    "train --eval-samples without --eval-every": cli_row(
+        *TRAIN,
+        "--eval-samples",
+        "100",
+        "--output",
+        "{tmp}/o",
+        match="give eval_every (--eval-every) too",
+    ),
+    "train --eval-every beyond the epochs": cli_row(
+        *TRAIN,
+        "--epochs",
+        "2",
+        "--eval-every",
+        "3",
+        "--output",
+        "{tmp}/o",
+        match="--eval-every) 3 is more than the 2 epochs",
+    ),
+    "train --eval-every without a test split": cli_row(
+        "train",
+        "vae_mnist",
+        "--data",
+        "{tmp}/train_only.npz",
+        "--batch-size",
+        "2",
+        "--eval-every",
+        "1",
+        "--output",
+        "{tmp}/o",
+        match="--eval-every) measures on the test split",
+        setup=_data_without_test_split,
+    ),
+    "train eval_every=0 (API)": api_row(
+        lambda tmp: _train(tmp, eval_every=0),
+        match="eval_every (--eval-every) must be a positive integer",
+    ),
+    "train eval_every=1.5 (API)": api_row(
+        lambda tmp: _train(tmp, eval_every=1.5), match="(--eval-every)"
+    ),
+    "train eval_samples=1 (API)": api_row(
+        lambda tmp: _train(tmp, eval_every=1, eval_samples=1),
+        match="eval_samples (--eval-samples) must be an integer of at least 2",
     ),
     "train a batch that does not split across replicas (API)": api_row(
         lambda tmp: _train(tmp, batch_size=64, distribution=_ThreeReplicas()),

@@ -113,6 +113,14 @@ def commands(preset, tmp_path_factory):
             stderr=subprocess.PIPE,
             env=environment,
         ),
+        "module": subprocess.Popen(
+            [sys.executable, "-X", "utf8", "-m", "keras_gen", *sample[:-2], "-o"]
+            + [str(folder / "b.png")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=environment,
+        ),
     }
     os.close(child_end)
     chunks = []
@@ -128,7 +136,7 @@ def commands(preset, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runs(commands) -> dict:
-    """What the two runs wrote to stderr, once both have ended."""
+    """What the runs wrote to stderr, once all have ended."""
     started, drain, chunks = commands
     results = {}
     for name, process in started.items():
@@ -138,9 +146,7 @@ def runs(commands) -> dict:
             err = b"".join(chunks)
         results[name] = err.decode(errors="replace")
         assert process.returncode == 0, results[name][-3000:]
-        assert (
-            "wrote 2 samples" if name == "terminal" else "vae_mnist"
-        ) in out.decode()
+        assert ("vae_mnist" if name == "verbose" else "wrote 2 samples") in out.decode()
     return results
 
 
@@ -210,6 +216,24 @@ def test_an_exported_signature_never_calls_python(model):
     assert not ops & {"EagerPyFunc", "PyFunc", "PyFuncStateless"}, ops
 
 
+@pytest.mark.parametrize(
+    "argv0, orig_argv, command",
+    [
+        ("/venv/bin/keras-gen", ["python", "/venv/bin/keras-gen", "list"], True),
+        ("-m", ["python", "-m", "keras_gen", "list"], True),
+        ("-m", ["python", "-W", "error", "-X", "utf8", "-m", "keras_gen"], True),
+        ("-m", ["python", "-m", "pytest"], False),
+        ("run.py", ["python", "run.py", "-m", "keras_gen"], False),
+    ],
+)
+def test_the_command_is_recognised_however_it_is_started(
+    monkeypatch, argv0, orig_argv, command
+):
+    monkeypatch.setattr(sys, "argv", [argv0])
+    monkeypatch.setattr(sys, "orig_argv", orig_argv)
+    assert _startup.running_as_command() is command
+
+
 def test_verbose_is_read_before_argparse_as_argparse_reads_it():
     assert _startup.verbose_requested(["sample", "x", "--verbose"])
     assert _startup.verbose_requested(["-v", "list"])
@@ -235,6 +259,11 @@ def test_the_command_starts_quietly_and_names_its_device(runs):
     assert len(DEVICE_LINE.findall(runs["terminal"])) == 1, runs["terminal"]
 
 
+def test_python_dash_m_starts_as_quietly(runs):
+    assert not TF_LOG.search(runs["module"]), runs["module"]
+    assert len(DEVICE_LINE.findall(runs["module"])) == 1, runs["module"]
+
+
 def test_progress_shows_on_a_terminal(runs):
     assert ROWS_BAR.search(runs["terminal"]), runs["terminal"]
     assert "6/6 rows" in runs["terminal"]
@@ -243,3 +272,13 @@ def test_progress_shows_on_a_terminal(runs):
 def test_verbose_shows_tensorflows_logs(runs):
     assert TF_LOG.search(runs["verbose"]), runs["verbose"]
     assert not DEVICE_LINE.search(runs["verbose"])  # `list` runs no model
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch, capsys):
+    reader, writer = os.pipe()
+    os.close(reader)  # as `keras-gen list | head -1` once head has its line
+    with open(writer, "w") as closed_pipe:
+        monkeypatch.setattr(sys, "stdout", closed_pipe)
+        assert cli.main(["list"]) == cli.CLOSED_PIPE_EXIT
+        closed_pipe.write("more")  # now goes nowhere, and raises nothing
+    assert capsys.readouterr().err == ""

@@ -510,6 +510,15 @@ def test_unreadable_npz_is_refused(tmp_path):
         data.load_labels("mnist", "test", source=path)
 
 
+def test_an_npz_without_a_split_is_a_missing_source_not_a_broken_file(tmp_path):
+    # Training on a file without x_test works, and its measurement says there is no
+    # test split, instead of failing after the training.
+    path = write_npz(tmp_path / "train_only.npz", x_test=None, y_test=None)
+    with pytest.raises(data.DataSourceError, match="has no test split"):
+        data.load_images("mnist", "test", source=path)
+    assert len(data.load_images("mnist", "train", source=path)) > 0
+
+
 # --- IDX files (fashion_mnist) -------------------------------------------------------
 
 

@@ -96,6 +96,7 @@ def test_registered_for_keras_and_in_the_family_registry():
         "channels",
         "latent_dim",
         "seed",
+        "generator_ema_decay",
         "generator_filters",
         "discriminator_filters",
     ]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_gen import evaluation
-from keras_gen.models import DCGAN
+from keras_gen import evaluation, zoo
+from keras_gen.models import DCGAN, ConditionalGAN, base
 
 
 def test_mean_pairwise_distance_matches_a_plain_loop():
@@ -107,21 +107,50 @@ class Replay(DCGAN):
         return self.images[chosen]
 
 
-def _evaluate(toy, images, tmp_path, monkeypatch, **kwargs):
+class StepReplay(Replay):
+    """Replayed images under noise that fewer sampling steps leave larger, as a
+    diffusion model's do."""
+
+    timesteps, sampling_steps = 1000, 50
+
+    def generate(self, num_samples, seed=None, steps=None):
+        images = super().generate(num_samples, seed)
+        noise = np.random.default_rng(seed).normal(size=images.shape)
+        scale = 2.0 / (steps or self.sampling_steps)
+        return np.clip(images + scale * noise, 0, 1).astype("float32")
+
+
+class ClassReplay(ConditionalGAN):
+    """Replays real test images of the requested digit."""
+
+    images = labels = requested = None
+
+    def generate(self, num_samples, seed=None, digit=0):
+        self.requested.append(num_samples)
+        rows = np.flatnonzero(self.labels == digit)
+        chosen = np.random.default_rng(seed).choice(rows, num_samples)
+        return self.images[chosen]
+
+
+TINY_GAN = {
+    "image_size": 28,
+    "channels": 1,
+    "latent_dim": 2,
+    "generator_filters": 2,
+    "discriminator_filters": 2,
+}
+
+
+def _evaluate(toy, images, tmp_path, monkeypatch, model=None, **kwargs):
+    """The report of `model` (default a Replay) generating from `images`."""
     source, classifier_folder, _ = toy
     monkeypatch.setenv("KERAS_GEN_CACHE", str(tmp_path / "cache"))
-    model = Replay(
-        image_size=28,
-        channels=1,
-        latent_dim=2,
-        generator_filters=2,
-        discriminator_filters=2,
-    )
+    model = model or Replay(**TINY_GAN)
     model.images = images
     model.compile()
     report = evaluation.evaluate(
         model,
-        {"dataset": "mnist"},
+        {"dataset": "mnist", "labels": model.can(base.CONDITIONS)},
         "the command",
         num_samples=200,
         seed=0,
@@ -153,6 +182,54 @@ def test_real_data_scores_like_the_floor_and_a_collapsed_model_does_not(
     assert real[f"inception-style score ({tag} digit)"] > 3
     assert collapsed[f"inception-style score ({tag} digit)"] < 1.5
     assert real[f"KID ({tag}) mean"] < collapsed[f"KID ({tag}) mean"]
+
+
+def test_a_model_sampling_in_steps_is_measured_at_each_step_count(
+    toy, tmp_path, monkeypatch
+):
+    x_test = (toy[2][0][..., None] / 255.0).astype("float32")
+    found, report = _evaluate(
+        toy, x_test, tmp_path, monkeypatch, StepReplay(**TINY_GAN)
+    )
+    fid = {s: found[f"FID (classifier_toy), {s} sampling steps"] for s in (10, 50, 100)}
+    # Default steps are 50: the headline samples are the 50-step ones.
+    assert fid[50] == pytest.approx(found["FID (classifier_toy)"])
+    assert fid[10] > fid[50] > fid[100]
+    for steps in evaluation.SAMPLING_STEPS:
+        assert (
+            found[
+                f"seconds to generate 64 samples, {steps} sampling steps ({evaluation.hardware()})"
+            ]
+            > 0
+        )
+    # The model card's table reads these names back.
+    table = zoo._card_sampling_steps({"metrics": report["metrics"]})
+    assert f"| 10 | {fid[10]:.4g} |" in "\n".join(table)
+    assert len([line for line in table if line.startswith("| ")]) == 2 + 4
+
+
+def test_per_class_samples_can_be_fewer_than_the_headline_samples(
+    toy, tmp_path, monkeypatch
+):
+    x_test, y_test = toy[2]
+    model = ClassReplay({"digit": list("0123456789")}, **TINY_GAN)
+    model.labels, model.requested = y_test, []
+    _, report = _evaluate(
+        toy,
+        (x_test[..., None] / 255.0).astype("float32"),
+        tmp_path,
+        monkeypatch,
+        model,
+        class_samples=30,
+    )
+    agreements = [
+        m
+        for m in report["metrics"]
+        if m["name"].startswith("classifier agrees with requested digit=")
+    ]
+    assert len(agreements) == 10
+    assert all(m["samples"] == 30 and m["value"] > 0.6 for m in agreements)
+    assert model.requested.count(30) == 10 and 200 in model.requested
 
 
 def test_a_model_that_copies_training_images_is_caught(toy, tmp_path, monkeypatch):
@@ -265,6 +342,7 @@ def _membership_auc(train, test):
         "train",
         {"metrics": []},
         None,
+        0,
     )
     test_nats = evaluation._nats(run.model, test, None, False)
     evaluation._membership_inference(run, test_nats, False)

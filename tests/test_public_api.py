@@ -7,11 +7,14 @@ def test_public_surface_is_the_registered_families_and_these_modules():
     # public by registering (@base.family), and only then.
     modules = set(keras_gen.__all__) - set(base.FAMILIES) - {"__version__"}
     assert modules == {
+        "applications",
         "data",
         "evaluation",
         "export",
         "features",
         "metrics",
+        "privacy",
+        "prompts",
         "training",
         "zoo",
     }

@@ -23,6 +23,10 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture
 def recipe(tmp_path):
+    return write_recipe(tmp_path)
+
+
+def write_recipe(tmp_path):
     """A tiny 28x28 DCGAN recipe and a 12-image MNIST-like source for it."""
     card = copy.deepcopy(TINY_CARD)
     card["model"]["config"]["image_size"] = 28
@@ -123,6 +127,10 @@ def test_two_cpu_replicas_train_the_same_preset_as_one_device(recipe, tmp_path):
             "4",
             "--data",
             str(source),
+            "--eval-every",
+            "1",
+            "--eval-samples",
+            "4",
             "--output",
             str(output),
         ]
@@ -143,8 +151,11 @@ def test_two_cpu_replicas_train_the_same_preset_as_one_device(recipe, tmp_path):
         assert zoo.card(output)["trained"]["replicas"] == (replicas or 1)
     for one, two in zip(outputs[None].get_weights(), outputs[2].get_weights()):
         np.testing.assert_allclose(one, two, rtol=1e-4, atol=1e-5)
-    one, two = (zoo.card(tmp_path / f"replicas-{r}")["metrics"] for r in (None, 2))
-    for a, b in zip(one, two):
+    one, two = (zoo.card(tmp_path / f"replicas-{r}") for r in (None, 2))
+    # The training curve too is measured on one device, whatever trained.
+    (first,), (second,) = (card["training_curve"]["points"] for card in (one, two))
+    assert first["value"] == pytest.approx(second["value"], rel=1e-4)
+    for a, b in zip(one["metrics"], two["metrics"]):
         assert a["name"] == b["name"]
         if not a["name"].startswith("seconds"):  # wall time is no function of weights
             assert a["value"] == pytest.approx(b["value"], rel=1e-4), a["name"]

@@ -296,6 +296,9 @@ FAMILIES = {
     ),
     "PixelCNN": Family(make=pixelcnn, compile=_compile_one),
     "DCGAN": Family(make=dcgan, compile=_compile_gan),
+    "DCGAN (EMA)": Family(
+        make=lambda **kw: dcgan(generator_ema_decay=0.9, **kw), compile=_compile_gan
+    ),
     "VAE": Family(make=lambda **kw: vae(beta=2.0, **kw), compile=_compile_one),
     "VAE (mlp)": Family(make=mlp_vae, compile=_compile_one),
     "VAE (DP-SGD)": Family(

@@ -534,13 +534,22 @@ def _xla(function, arguments):
     return lambda inputs: compiled(*arguments(inputs))
 
 
-def _inputs(specs, rows: int) -> dict:
-    """A request of `rows` for a signature: latents N(0, 1), images U(0, 1), class 0."""
+# Inputs of a `sample` signature that `generate` takes from the model by default:
+# input name -> the model's attribute (Diffusion's sampling steps and guidance).
+SAMPLE_DEFAULTS = {"steps": "sampling_steps", "guidance": "guidance"}
+
+
+def _inputs(model, specs, rows: int) -> dict:
+    """A request of `rows` for a signature: latents N(0, 1), images U(0, 1), class 0,
+    seed 0, and what `generate` uses by default for the other settings."""
     rng, found = np.random.default_rng(0), {}
     for spec in specs:
         shape = [rows if size is None else size for size in spec.shape]
         if spec.name == "num_samples":
             found[spec.name] = np.array(rows, spec.dtype.as_numpy_dtype)
+        elif spec.name in SAMPLE_DEFAULTS:
+            default = getattr(model, SAMPLE_DEFAULTS[spec.name])
+            found[spec.name] = np.array(default, spec.dtype.as_numpy_dtype)
         elif spec.dtype.is_integer:
             found[spec.name] = np.zeros(shape, spec.dtype.as_numpy_dtype)
         elif len(shape) == 4:
@@ -617,7 +626,7 @@ def measure_sampling(model, settings: Settings) -> dict | None:
         calls, missing = runtimes(model, plan, Path(scratch), settings.skip)
         batches, errors = {}, {}
         for rows in settings.sample_batches:
-            request = _inputs(plan["specs"], rows)
+            request = _inputs(model, plan["specs"], rows)
             reference = _images(calls[plan["reference"]](request))
             for key, call in calls.items():
                 if key != "keras_generate" or plan["signature"] == "sample":

@@ -7,3 +7,7 @@ missing pixels), `augmentation` (labelled synthetic data for training) and
 with training, in `keras_gen.privacy`. Each asks the model for the capability
 it needs, so a preset without it gets a clear `base.CapabilityError`.
 """
+
+from keras_gen.applications import anomaly, augmentation, detection, inpainting, latent
+
+__all__ = ["anomaly", "augmentation", "detection", "inpainting", "latent"]

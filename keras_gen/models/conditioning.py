@@ -7,7 +7,6 @@ int32 (batch, heads), one column per head in `conditions` order.
 """
 
 import difflib
-import re
 
 import numpy as np
 import tensorflow as tf
@@ -197,29 +196,3 @@ def beside_codes(features, labels, conditions: dict) -> tf.Tensor:
 def code_size(conditions: dict) -> int:
     """The width of `one_hot`'s codes: the number of classes over all heads."""
     return sum(len(names) for names in conditions.values())
-
-
-def parse_prompt(prompt: str, conditions: dict) -> dict:
-    """A text prompt -> {head: class name}, matching each head's class names as whole words.
-
-    "ankle boot" -> {"class": "ankle boot"}; "female 30-44" -> {"gender": "female",
-    "age": "30-44"}. Longer names win ("female" is not read as "male").
-    """
-    text = " " + prompt.lower().strip() + " "
-    found = {}
-    candidates = sorted(
-        ((head, name) for head, names in conditions.items() for name in names),
-        key=lambda pair: -len(pair[1]),
-    )
-    for head, name in candidates:
-        pattern = r"(?<![\w+-])" + re.escape(name.lower()) + r"(?![\w+-])"
-        if head not in found and re.search(pattern, text):
-            found[head] = name
-            text = re.sub(pattern, " ", text)
-    if not found or text.strip():
-        choices = "; ".join(f"{h}: {', '.join(n)}" for h, n in conditions.items())
-        left = f" (not understood: {text.strip()!r})" if text.strip() else ""
-        raise ValueError(
-            f"cannot read the prompt {prompt!r}{left}. Name a class of {choices}"
-        )
-    return found

@@ -21,7 +21,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_gen import losses
-from keras_gen.models import base, conditioning, inputs, networks, noise
+from keras_gen.models import base, conditioning, ema, inputs, networks, noise
 
 PREDICTIONS = ("epsilon", "v")
 SAMPLERS = ("ddim", "ddpm")
@@ -226,9 +226,9 @@ class Diffusion(base.Family):
         # A NumPy array, made a constant in each graph that reads it.
         self.alphas_cumprod = cosine_alphas_cumprod(timesteps).astype("float32")
         self.denoiser = self._build_denoiser("denoiser")
-        self.ema_denoiser = self._build_denoiser("ema_denoiser")
-        self.ema_denoiser.set_weights(self.denoiser.get_weights())
-        self.ema_denoiser.trainable = False
+        self.ema_denoiser = ema.frozen_like(
+            self._build_denoiser("ema_denoiser"), self.denoiser
+        )
         self.trackers = base.mean_trackers("loss")
         self._graphs = _Graphs()
         self.build()
@@ -274,7 +274,6 @@ class Diffusion(base.Family):
                 not 0 <= self.condition_dropout < 1,
                 "condition_dropout must be in [0, 1)",
             ),
-            (not 0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
             (
                 not 1 <= self.sampling_steps <= self.timesteps,
                 f"sampling_steps must be from 1 to timesteps={self.timesteps}",
@@ -284,6 +283,7 @@ class Diffusion(base.Family):
         for failed, message in problems:
             if failed:
                 raise ValueError(message)
+        ema.check_decay("ema_decay", self.ema_decay)
 
     def _build_denoiser(self, name: str) -> keras.Model:
         class_counts = [len(names) for names in self.conditions.values()]
@@ -331,7 +331,9 @@ class Diffusion(base.Family):
         self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
 
         # 2. The moving average follows the updated weights.
-        self._update_moving_average()
+        ema.update(
+            self.ema_denoiser, self.denoiser, self.ema_decay, self.optimizer.iterations
+        )
         return self._track(loss=per_example)
 
     def test_step(self, data):
@@ -379,35 +381,6 @@ class Diffusion(base.Family):
         )
         output = self._network_output(network, noisy, timesteps, labels, training)
         return losses.patch_mean(tf.square(output - target))
-
-    def _update_moving_average(self) -> None:
-        """average <- d average + (1 - d) weight, on every replica's copy.
-
-        Each replica holds the same updated weights, so each device's copy of the
-        average is updated from its own copy of the weights, in a cross-replica
-        context as optimizers update theirs (merge_call, extended.update).
-        """
-        step = tf.cast(self.optimizer.iterations, tf.float32)
-        decay = tf.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
-        pairs = [
-            (average.value, weight.value)
-            for average, weight in zip(self.ema_denoiser.weights, self.denoiser.weights)
-        ]
-
-        def update(strategy):
-            for average, weight in pairs:
-                strategy.extended.update(
-                    average,
-                    lambda a, w: a.assign_sub((1.0 - decay) * (a - w)),
-                    args=(weight,),
-                    group=False,
-                )
-
-        context = tf.distribute.get_replica_context()
-        if context is None:
-            update(tf.distribute.get_strategy())
-        else:
-            context.merge_call(update)
 
     # --- Prediction -----------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""What every GAN shares: a generator from latents to tanh images, one optimizer per network."""
+"""What every GAN shares: a generator from latents to tanh images, one optimizer per
+network, and optionally the generator's moving average, which samples."""
 
 from typing import ClassVar
 
@@ -6,16 +7,24 @@ import keras
 import tensorflow as tf
 
 from keras_gen import losses
-from keras_gen.models import base, noise
+from keras_gen.models import base, ema, noise
 
 
 class GAN(base.NetworkOptimizers, base.LatentFamily):
     """The generator half of a GAN, and compile state for one optimizer per network.
 
     A subclass builds `generator` (latents -> images in the tanh range [-1, 1])
-    and its other networks, lists `network_optimizers` (optimizer attribute ->
-    network attribute), and gives `compile` its optimizers' names and defaults
-    through `_compile_networks` (see `base.NetworkOptimizers`).
+    and its other networks, then calls `_start_generator_average`; it lists
+    `network_optimizers` (optimizer attribute -> network attribute), gives
+    `compile` its optimizers' names and defaults through `_compile_networks` (see
+    `base.NetworkOptimizers`), and calls `_update_generator_average` after each
+    generator update.
+
+    With `generator_ema_decay` set, the model keeps `ema_generator`, an
+    exponential moving average of the generator's weights (Yazıcı et al. 2019),
+    which generates, decodes, evaluates and exports; both are saved, and
+    fine-tuning resumes the trained `generator`. None (the default) keeps no
+    average: the model's weights are the networks' alone.
 
     Args:
         image_size: side of the square images; 28, 32 and 64 all work.
@@ -23,6 +32,9 @@ class GAN(base.NetworkOptimizers, base.LatentFamily):
         latent_dim: size of the generator's input noise.
         seed: fixes the training noise: step t draws the same latents whatever
             the number of replicas.
+        generator_ema_decay: decay of the generator's moving average per
+            generator step (with the warm-up min(decay, (1 + n) / (10 + n)) at
+            step n), e.g. 0.999; None for no average.
     """
 
     network_optimizers: ClassVar[dict[str, str]] = {}
@@ -34,29 +46,58 @@ class GAN(base.NetworkOptimizers, base.LatentFamily):
         channels: int = 3,
         latent_dim: int = 100,
         seed: int = 0,
+        generator_ema_decay: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        ema.check_decay("generator_ema_decay", generator_ema_decay, optional=True)
         self.image_size = image_size
         self.channels = channels
         self.latent_dim = latent_dim
         self.seed = seed
+        self.generator_ema_decay = generator_ema_decay
         for optimizer in self.network_optimizers:
             setattr(self, optimizer, None)  # set by compile
 
+    def _start_generator_average(self) -> None:
+        """Keep `ema_generator`, a frozen copy of the built generator, if asked to."""
+        self.ema_generator = (
+            None
+            if self.generator_ema_decay is None
+            else ema.frozen_copy(self.generator, "ema_generator")
+        )
+
+    def _update_generator_average(self) -> None:
+        """The moving average (if kept) follows the generator's updated weights."""
+        if self.ema_generator is not None:
+            ema.update(
+                self.ema_generator,
+                self.generator,
+                self.generator_ema_decay,
+                self.generator_optimizer.iterations,
+            )
+
+    @property
+    def sampling_generator(self) -> keras.Model:
+        """The generator that samples, evaluates and exports: the average if kept."""
+        if self.ema_generator is None:
+            return self.generator
+        return self.ema_generator
+
     def call(self, inputs, training=False):
-        """Images in [0, 1] for latents (a conditional GAN: (latents, labels)).
+        """Images in [0, 1] of the sampling generator for latents (a conditional GAN:
+        (latents, labels)).
 
         Unclipped, unlike decode.
         """
         latents, labels = self._call_inputs(inputs)
-        return _unit_range(self._generate(latents, labels, training))
+        images = self._generate(latents, labels, training, self.sampling_generator)
+        return _unit_range(images)
 
-    def _generate(self, latents, labels, training):
-        """Generated images in the generator's tanh range [-1, 1]."""
-        return self.generator(
-            self._generator_inputs(latents, labels), training=training
-        )
+    def _generate(self, latents, labels, training, generator=None):
+        """Images in the tanh range [-1, 1] of `generator` (the trained one if None)."""
+        generator = self.generator if generator is None else generator
+        return generator(self._generator_inputs(latents, labels), training=training)
 
     def _generator_inputs(self, latents, labels):
         """What the generator reads; a conditional subclass adds its labels."""
@@ -68,7 +109,7 @@ class GAN(base.NetworkOptimizers, base.LatentFamily):
         return real * 2.0 - 1.0, labels
 
     def _decode(self, latents, labels) -> tf.Tensor:
-        images = self._generate(latents, labels, training=False)
+        images = self._generate(latents, labels, False, self.sampling_generator)
         return tf.clip_by_value(_unit_range(images), 0.0, 1.0)
 
     def serving_endpoints(self) -> dict:
@@ -187,6 +228,7 @@ class NonSaturatingGAN(AdversarialUpdates, GAN):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)  # the GAN's arguments
         self.generator, self.discriminator = self._build_networks()
+        self._start_generator_average()
         # d_real and d_fake: the discriminator's mean probability that an image is real.
         self.trackers = base.mean_trackers(
             "generator_loss", "discriminator_loss", "d_real", "d_fake"
@@ -218,6 +260,9 @@ class NonSaturatingGAN(AdversarialUpdates, GAN):
         generator_losses = self._update_generator(
             generator_tape, fake, lambda images: self._generator_losses(images, labels)
         )
+
+        # 4. The generator's moving average, if kept, follows its updated weights.
+        self._update_generator_average()
         return self._track_losses(
             discriminator_losses, generator_losses, real_logits, fake_logits
         )
@@ -230,10 +275,11 @@ class NonSaturatingGAN(AdversarialUpdates, GAN):
         return per_example, per_example
 
     def test_step(self, data):
+        """The losses of the sampling generator (what ships), on fixed latents."""
         real, labels = self._tanh_batch(data)
         seed = noise.step_seed(self.seed, -1, 0)
         latents = noise.replica_normal(tf.shape(real)[0], [self.latent_dim], seed)
-        fake = self._generate(latents, labels, training=False)
+        fake = self._generate(latents, labels, False, self.sampling_generator)
         real_logits = self._discriminate(real, labels)
         fake_logits = self._discriminate(fake, labels)
         return self._track_losses(

@@ -120,14 +120,16 @@ def in_batches(function, inputs, *others, batch_size: int = 256) -> tf.Tensor:
     come here bound their requests.
     """
     count = inputs.shape[0]
-    if count is None:
+    if count is None or count <= batch_size:  # one call, and no slicing op eagerly
         return function(inputs, *others)
 
     def rows(tensor, start):
         return None if tensor is None else tensor[start : start + batch_size]
 
-    batches = [
-        function(rows(inputs, start), *(rows(other, start) for other in others))
-        for start in range(0, int(count), batch_size)
-    ]
-    return batches[0] if len(batches) == 1 else tf.concat(batches, axis=0)
+    return tf.concat(
+        [
+            function(rows(inputs, start), *(rows(other, start) for other in others))
+            for start in range(0, int(count), batch_size)
+        ],
+        axis=0,
+    )

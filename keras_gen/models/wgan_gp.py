@@ -34,7 +34,7 @@ class WGANGP(gan.GAN):
             must be a multiple of it.
         gradient_penalty_weight: lambda, the weight of the gradient penalty.
         **kwargs: the arguments every GAN takes (`gan.GAN`): image_size,
-            channels, latent_dim, seed.
+            channels, latent_dim, seed, generator_ema_decay.
 
     Example:
         model = keras_gen.models.WGANGP(image_size=28, channels=1)
@@ -76,6 +76,7 @@ class WGANGP(gan.GAN):
         self.generator = networks.build_generator(
             self.latent_dim, self.image_size, self.channels, self.generator_filters
         )
+        self._start_generator_average()
         self.critic = networks.build_critic(
             self.image_size, self.channels, critic_filters
         )
@@ -128,6 +129,9 @@ class WGANGP(gan.GAN):
             )
         gradients = tape.gradient(loss, weights)
         self.generator_optimizer.apply_gradients(zip(gradients, weights))
+
+        # 4. The generator's moving average, if kept, follows its updated weights.
+        self._update_generator_average()
         return self._track(generator_loss=generator_losses)
 
     def _critic_step(self, real, batch):
@@ -164,9 +168,10 @@ class WGANGP(gan.GAN):
         return latents, epsilon
 
     def test_step(self, data):
+        """The losses of the sampling generator (what ships), on fixed noise."""
         real, _ = self._tanh_batch(data)
         latents, epsilon = self._critic_noise(real, tf.shape(real)[0], -1)
-        fake = self.generator(latents)
+        fake = self.sampling_generator(latents)
         real_scores = self.critic(real)
         fake_scores = self.critic(fake)
         penalties = losses.gradient_penalties(self.critic, real, fake, epsilon)
