@@ -14,8 +14,8 @@ sample: $(VENV)/installed  ## 64 faces from the shipped dcgan_faces preset -> fa
 	$(BIN)/keras-gen sample dcgan_faces -n 64 --seed 0 -o faces.png
 
 # Test files run in parallel, one file per worker (its module fixtures built once):
-# tracing tiny models is single-threaded Python, so two workers nearly halve the time
-# on two cores. tests/conftest.py caps the workers `-n auto` starts.
+# tracing tiny models is single-threaded Python, and workers also wait on subprocesses.
+# tests/conftest.py sets how many workers `-n auto` starts (cores + 1, at most 4).
 test: $(VENV)/installed browser  ## the whole test suite
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
