@@ -657,6 +657,24 @@ def _add_train(commands):
         metavar="STEPS",
         help="checkpoint the training state this often, and after every epoch",
     )
+    _curve_flags(train)
+    train.add_argument(
+        "--cpu-replicas",
+        type=_integer(1, 64),
+        metavar="N",
+        help="mirror over N logical CPU devices (multi-replica training without GPUs)",
+    )
+    train.add_argument(
+        "--output",
+        required=True,
+        help="preset folder to write (replaced when training ends if keras_gen wrote it)",
+    )
+    _overwrite(train)
+    train.set_defaults(run=_command_train)
+
+
+def _curve_flags(train) -> None:
+    """The flags of the training curve (training.train's eval_every, eval_samples)."""
     train.add_argument(
         "--eval-every",
         type=_integer(1),
@@ -671,19 +689,6 @@ def _add_train(commands):
         help="samples (or test images) per point of the training curve "
         f"(default {training.EVAL_SAMPLES})",
     )
-    train.add_argument(
-        "--cpu-replicas",
-        type=_integer(1, 64),
-        metavar="N",
-        help="mirror over N logical CPU devices (multi-replica training without GPUs)",
-    )
-    train.add_argument(
-        "--output",
-        required=True,
-        help="preset folder to write (replaced when training ends if keras_gen wrote it)",
-    )
-    _overwrite(train)
-    train.set_defaults(run=_command_train)
 
 
 def _add_detect(commands):

@@ -80,10 +80,8 @@ def evaluate(
             or a classifier preset name; "none" skips feature metrics.
         reference: the real split generated images are compared with.
         splits: the dataset's splits when the caller has loaded some already.
-        trained: the card's record of training (steps, batch size), from which a
-            model trained by DP-SGD gets its privacy budget.
-        class_samples: generated images per class (default `num_samples`), for
-            models whose samples are costly (diffusion: two networks per step).
+        trained: the card's training record (steps, batch size): DP-SGD's budget.
+        class_samples: images per class (default `num_samples`): fewer for slow samplers.
     """
     if reference not in data.SPLITS:
         raise ValueError(f"reference must be one of {data.SPLITS}, got {reference!r}")

@@ -104,6 +104,22 @@ def test_train_command_writes_a_loadable_preset(recipe, tmp_path, capsys):
     assert sorted(os.listdir(output.parent)) == ["trained"]
 
 
+def train_argv(folder, source, output, *flags):
+    return [
+        "train",
+        str(folder),
+        "--steps-per-epoch",
+        "3",
+        "--batch-size",
+        "4",
+        "--data",
+        str(source),
+        *flags,
+        "--output",
+        str(output),
+    ]
+
+
 def test_two_cpu_replicas_train_the_same_preset_as_one_device(recipe, tmp_path):
     folder, source = recipe
     card = json.loads((folder / zoo.CARD).read_text())
@@ -117,30 +133,15 @@ def test_two_cpu_replicas_train_the_same_preset_as_one_device(recipe, tmp_path):
     outputs = {}
     for replicas in (None, 2):
         output = tmp_path / f"replicas-{replicas}"
-        argv = [
-            "keras-gen",
-            "train",
-            str(folder),
-            "--steps-per-epoch",
-            "3",
-            "--batch-size",
-            "4",
-            "--data",
-            str(source),
-            "--eval-every",
-            "1",
-            "--eval-samples",
-            "4",
-            "--output",
-            str(output),
-        ]
+        argv = train_argv(folder, source, output, "--eval-every", "1")
+        argv += ["--eval-samples", "4"]
         if replicas:
             argv += ["--cpu-replicas", str(replicas)]
         script = (
             "import sys; from keras_gen import cli; sys.exit(cli.main(sys.argv[1:]))"
         )
         result = subprocess.run(
-            [sys.executable, "-c", script, *argv[1:]],
+            [sys.executable, "-c", script, *argv],
             capture_output=True,
             text=True,
             check=False,

@@ -6,29 +6,13 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_training import vae_recipe, write_recipe
+from test_training import train_argv, vae_recipe, write_recipe
 
 from keras_gen import cli, data, evaluation, images, training, zoo
 
 
 class Crash(Exception):
     """Stands for the process dying: nothing catches it."""
-
-
-def train_argv(folder, source, output, *flags):
-    return [
-        "train",
-        str(folder),
-        "--steps-per-epoch",
-        "3",
-        "--batch-size",
-        "4",
-        "--data",
-        str(source),
-        *flags,
-        "--output",
-        str(output),
-    ]
 
 
 def curve_of(output):
