@@ -33,7 +33,7 @@ from keras_gen import (
     zoo,
 )
 from keras_gen.applications import detection, latent
-from keras_gen.models import base
+from keras_gen.models import base, conditioning
 
 INT64_MAX = 2**63 - 1
 # keras.utils.set_random_seed seeds NumPy too, which takes 32-bit seeds only.
@@ -114,19 +114,30 @@ def _command_sample(args, argv):
     _files.claim_file(args.output, images.png_signed, args.overwrite)
     model = _generative(args.preset)
     options = _sampling_options(args, model)
-    if args.prompt is not None and not model.can(base.CONDITIONS):
-        raise ValueError(f"{args.preset} is not a conditional model; drop --prompt")
+    for flag, value in (("--prompt", args.prompt), ("--per-class", args.per_class)):
+        if value is not None and not model.can(base.CONDITIONS):
+            raise ValueError(f"{args.preset} is not a conditional model; drop {flag}")
     if model.can(base.TRANSLATION):
         _write_translations(model, args)
         return
     conditions = {}
     if args.prompt is not None:
         conditions = _prompted_conditions(args.prompt, model)
-    generated = model.generate(
-        args.num_samples, seed=args.seed, **options, **conditions
-    )
-    images.write_png(args.output, generated, overwrite=args.overwrite)
-    print(f"wrote {args.num_samples} samples of {args.preset} to {args.output}")
+    count, columns = args.num_samples, None
+    if args.per_class is not None:  # -n per class, a row each
+        head = args.per_class or None
+        conditions, count = conditioning.per_class(
+            model.conditions, head, args.num_samples, conditions
+        )
+        columns = args.num_samples
+        if count > MAX_SAMPLE:
+            raise ValueError(
+                f"{count} samples ({args.num_samples} per class); at most "
+                f"{MAX_SAMPLE}: lower -n"
+            )
+    generated = model.generate(count, seed=args.seed, **options, **conditions)
+    images.write_png(args.output, generated, columns, overwrite=args.overwrite)
+    print(f"wrote {count} samples of {args.preset} to {args.output}")
 
 
 def _generate_options(model_class: type) -> set[str]:
@@ -470,6 +481,14 @@ def _add_sample(commands):
         "--prompt",
         help="conditional models: the classes to draw, in words of the dataset's "
         'labels, e.g. "ankle boot" or "an old woman" (keras_gen.prompts)',
+    )
+    sample.add_argument(
+        "--per-class",
+        nargs="?",
+        const="",
+        metavar="HEAD",
+        help="conditional models: a row of -n samples for each class of HEAD (which "
+        "a model with one head may leave out); --prompt may fix the other heads",
     )
     sample.add_argument(
         "--steps",

@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -21,7 +22,7 @@ import tensorflow as tf
 
 from keras_gen import data, features, metrics, privacy, progress
 from keras_gen import images as images_module
-from keras_gen.models import base
+from keras_gen.models import base, conditioning
 
 DIVERSITY = "pixel diversity, generated / test"
 NLL_IMAGES = 2000  # test images the importance-weighted NLL is averaged over
@@ -435,6 +436,7 @@ def _conditional(run: _Run, extractor, reference_features, reference_labels):
             )
             continue
         column = data_heads.index(classifier_head)
+        _real_agreement(run, extractor, condition, classifier_head, column)
         agreements = []
         for index, name in enumerate(names):
             images = np.asarray(
@@ -463,6 +465,24 @@ def _conditional(run: _Run, extractor, reference_features, reference_labels):
             f"classifier agrees with requested {condition}, mean over classes "
             f"({extractor.name})",
             np.mean(agreements),
+        )
+
+
+def _real_agreement(run: _Run, extractor, condition, classifier_head, column):
+    """Per class, how often the classifier names real held-out images rightly: the
+    ceiling of its agreement with a conditional model's samples of that class."""
+    images, labels = run.splits.images(run.other), run.splits.labels(run.other)
+    if labels is None:
+        return
+    scaled = images.astype("float32") / 255.0
+    predicted = extractor.probabilities(scaled)[classifier_head].argmax(axis=1)
+    for index, name in enumerate(extractor.class_names[classifier_head]):
+        real = labels[:, column] == index
+        run.add(
+            f"floor (real {run.other}): classifier agrees with true {condition}={name} "
+            f"({extractor.name})",
+            np.mean(predicted[real] == index),
+            samples=int(real.sum()),
         )
 
 
@@ -619,6 +639,44 @@ def figure_entry(preset: str, kind: str, data_source=None) -> dict:
         ),
         "command": shlex.join(command),
     }
+
+
+# --- A conditional model's samples, a row per class --------------------------------
+
+PER_CLASS_EXAMPLES = 8
+SIMPLE_NAME = re.compile(r"\w+")  # a head's name that may go into a file name
+
+
+def per_class_figures(model, preset: str) -> tuple[list[dict], dict]:
+    """A figure per head of a conditional model, a row of samples per class, with the
+    `keras-gen sample --per-class` command that redraws it: (card entries,
+    {file: (images, columns)}). Nothing for other models."""
+    if not (model.can(base.CONDITIONS) and model.can(base.SAMPLES)):
+        return [], {}
+    entries, figures = [], {}
+    for index, (head, names) in enumerate(model.conditions.items()):
+        file = f"per_class_{head if SIMPLE_NAME.fullmatch(head) else index}.png"
+        conditions, count = conditioning.per_class(
+            model.conditions, head, PER_CLASS_EXAMPLES, {}
+        )
+        figures[file] = (
+            model.generate(count, seed=FIGURE_SEED, **conditions),
+            PER_CLASS_EXAMPLES,
+        )
+        others = "; the other heads cycle through their classes" * (
+            len(model.conditions) > 1
+        )
+        command = ["keras-gen", "sample", preset, "--per-class", head]
+        command += ["-n", str(PER_CLASS_EXAMPLES), "--seed", str(FIGURE_SEED)]
+        entries.append(
+            {
+                "file": file,
+                "caption": f"A row per class of {head} ({', '.join(names)}), "
+                f"{PER_CLASS_EXAMPLES} samples each, seed {FIGURE_SEED}{others}.",
+                "command": shlex.join([*command, "-o", file]),
+            }
+        )
+    return entries, figures
 
 
 def mean_pairwise_distance(images) -> float:

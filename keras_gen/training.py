@@ -80,7 +80,7 @@ class _TrainingState(keras.callbacks.Callback):
         super().__init__()
         self.folder, self.every_steps, self.write = folder, every_steps, write
         self.identity = identity
-        self.saved_step = None
+        self.saved_step = self.reached = None
         self.previous_wall_time = 0.0
         self.start = time.monotonic()
         self.diverged = None
@@ -135,8 +135,13 @@ class _TrainingState(keras.callbacks.Callback):
             if not np.isfinite(float(value)):
                 self._stop(name, float(value))
                 return
-        if step(self.model) % self.every_steps == 0:
+        # Under steps_per_execution k, a call runs k steps: save on crossing a multiple.
+        reached, self.reached = self.reached, step(self.model)
+        if reached // self.every_steps < self.reached // self.every_steps:
             self.save()
+
+    def on_train_begin(self, logs=None):
+        self.reached = step(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.diverged is None:
@@ -492,7 +497,11 @@ def train(
     settings.update(mixed_precision=mixed_precision, eval_every=eval_every)
     settings["eval_samples"] = eval_samples
     settings["steps_per_epoch"] = _steps_per_epoch(
-        steps_per_epoch, batch_size, train_images, recipe["data"]["dataset"]
+        steps_per_epoch,
+        batch_size,
+        train_images,
+        recipe["data"]["dataset"],
+        recipe["training"]["compile"].get("steps_per_execution") or 1,
     )
     chief = is_chief(distribution)
     with exclusive(output) if chief else contextlib.nullcontext():
@@ -554,12 +563,21 @@ def _training_data(spec, splits):
     return images, labels
 
 
-def _steps_per_epoch(steps_per_epoch, batch_size, images, dataset):
-    steps = steps_per_epoch or len(images) // batch_size
-    if steps < 1:
+def _steps_per_epoch(steps_per_epoch, batch_size, images, dataset, per_call=1):
+    """Steps in an epoch: given, or one pass over the images in whole calls of the
+    recipe's `steps_per_execution` (Keras runs whole calls, past an epoch's end)."""
+    if steps_per_epoch is not None and steps_per_epoch % per_call:
         raise ValueError(
-            f"batch size {batch_size} is larger than the {len(images)} "
-            f"training images of {dataset}; use a smaller batch"
+            f"steps_per_epoch (--steps-per-epoch) {steps_per_epoch} is not a multiple "
+            f"of the recipe's steps_per_execution {per_call}; Keras would run past "
+            "the end of each epoch. Choose a multiple of it."
+        )
+    steps = steps_per_epoch or len(images) // batch_size // per_call * per_call
+    if steps < 1:
+        calls = f" in calls of {per_call} steps" if per_call > 1 else ""
+        raise ValueError(
+            f"batch size {batch_size} is larger than the {len(images)} training "
+            f"images of {dataset}{calls}; use a smaller batch"
         )
     return steps
 
@@ -898,6 +916,11 @@ def _measure_and_write(
         "metrics": metrics,
     }
     entries, figures = _translation_figure(trained, recipe["data"], splits, output)
+    per_class, per_class_shown = evaluation.per_class_figures(
+        trained, _preset_argument(output)
+    )
+    entries["figures"] = entries.get("figures", []) + per_class
+    figures.update(per_class_shown)
     trained_card.update(entries)
     if curve is not None:
         curve.add_to(trained_card, figures, command)

@@ -634,6 +634,7 @@ def model_card(preset_card: dict) -> str:
         _card_training_curve,
         _card_export,
         _card_sampling_steps,
+        _card_per_class,
         _card_measured,
         _card_figures,
     )
@@ -767,6 +768,44 @@ def _card_sampling_steps(c: dict) -> builtins.list[str]:
         f"| {steps} | {fids[steps]:.4g} | {seconds.get(steps, float('nan')):.3g} |"
         for steps in sorted(fids)
     ]
+    return lines + [""]
+
+
+PER_CLASS = re.compile(
+    r"(?P<what>classifier agrees with requested|floor \(real \w+\): "
+    r"classifier agrees with true|FID) (?P<head>\w+)=(?P<name>.+?)(?: vs real .+)? "
+    r"\((?P<by>[^()]+)\)$"
+)
+PER_CLASS_COLUMNS = {  # the start of a metric's name -> its column
+    "classifier": "agreement of samples",
+    "floor": "agreement on real held-out images",
+    "FID": "FID against that class",
+}
+
+
+def _card_per_class(c: dict) -> builtins.list[str]:
+    """A conditional preset's numbers per requested class, beside the classifier's
+    agreement with real images of that class (the most its samples could reach)."""
+    rows, by = {}, None
+    for metric in c.get("metrics", []):
+        if found := PER_CLASS.match(metric["name"]):
+            key = (found["head"], found["name"])
+            column = found["what"].split(" ")[0]
+            rows.setdefault(key, {})[column] = metric["value"]
+            by = found["by"]
+    if not rows:
+        return []
+    lines = [
+        "## Per class",
+        "",
+        f"Measured with {by} (numbers from the Measured section):",
+        "",
+        "| class | " + " | ".join(PER_CLASS_COLUMNS.values()) + " |",
+        "| --- |" + " --- |" * len(PER_CLASS_COLUMNS),
+    ]
+    for (head, name), values in rows.items():
+        cells = [f"{values[w]:.3g}" if w in values else "-" for w in PER_CLASS_COLUMNS]
+        lines.append(f"| {head}={name} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 

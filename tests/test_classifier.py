@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tiny
 
-from keras_gen.models import base
+from keras_gen.models import base, networks
 
 
 def test_probabilities_per_head_and_features_from_the_same_network():
@@ -71,4 +71,51 @@ def test_a_classifier_says_it_cannot_generate():
         model.generate(2)
     with pytest.raises(ValueError, match="unknown capability 'sample'"):
         model.can("sample")
-    assert "seed" not in model.get_config()  # it draws no training noise
+
+
+def test_without_dropout_or_augmentation_training_draws_no_noise():
+    # What the shipped presets before these options are: they load unchanged.
+    model = tiny.classifier(dropout=0.0, flip=False, shift=0)
+    assert model.flip_and_shift is None and model.feature_dropout is None
+    images = tiny.binary_images(model, 4)
+    for a, b in zip(model(images, training=True), model(images, training=True)):
+        np.testing.assert_array_equal(a, b)  # batch statistics, and nothing drawn
+
+
+def test_flips_and_shifts_move_whole_pixels_and_only_in_training():
+    layer = networks.ReplicaFlipAndShift(flip=True, shift=2, seed=3)
+    images = np.random.default_rng(0).random((256, 6, 7, 2)).astype("float32")
+    np.testing.assert_array_equal(layer(images, training=False), images)
+    moved = np.asarray(layer(images, training=True))
+    found = [_flip_and_shift_of(image, out, 2) for image, out in zip(images, moved)]
+    assert None not in found  # each output is its input, mirrored or not, shifted
+    assert {flip for flip, _, _ in found} == {False, True}
+    assert {(rows, columns) for _, rows, columns in found} == {
+        (rows, columns) for rows in range(-2, 3) for columns in range(-2, 3)
+    }  # every shift of up to 2 pixels each way, among 256 draws
+    again = np.asarray(layer(images, training=True))
+    assert not np.array_equal(again, moved)  # a new draw at every call
+
+
+def _flip_and_shift_of(image, out, shift):
+    """(flipped, rows, columns) such that out is image, mirrored if flipped, moved
+    down rows and right columns with zeros coming in; None if there is none."""
+    height, width = image.shape[:2]
+    for flipped in (False, True):
+        source = image[:, ::-1] if flipped else image
+        for rows in range(-shift, shift + 1):
+            for columns in range(-shift, shift + 1):
+                expected = np.zeros_like(image)
+                top, left = max(rows, 0), max(columns, 0)
+                bottom, right = height + min(rows, 0), width + min(columns, 0)
+                expected[top:bottom, left:right] = source[
+                    top - rows : bottom - rows, left - columns : right - columns
+                ]
+                if np.array_equal(expected, out):
+                    return flipped, rows, columns
+    return None
+
+
+def test_bad_shift_is_refused():
+    with pytest.raises(ValueError, match="shift must be a number of pixels >= 0"):
+        networks.ReplicaFlipAndShift(shift=-1)

@@ -1,12 +1,14 @@
+import shlex
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tiny
 
-from keras_gen import cli, export, zoo
+from keras_gen import cli, evaluation, export, zoo
 from keras_gen import images as image_grids
-from keras_gen.models import DCGAN, ConditionalGAN, base, noise
+from keras_gen.models import DCGAN, ConditionalGAN, base, conditioning, noise
 
 
 def images(count=8, seed=0):
@@ -179,7 +181,8 @@ def test_exported_signatures_refuse_labels_out_of_range(exported):
         signatures["generate"](latents=tf.zeros([2, 4]), labels=tf.constant([[0]]))
 
 
-def test_sample_command_draws_the_class_a_prompt_names(tmp_path, capsys):
+def tiny_cgan_preset(folder):
+    """A tiny conditional GAN (digits zero, one, two) written as a preset folder."""
     model = tiny.conditional_gan(seed=0)
     card = {
         "description": "tiny conditional GAN",
@@ -199,7 +202,13 @@ def test_sample_command_draws_the_class_a_prompt_names(tmp_path, capsys):
         },
         "training": {"epochs": 1, "batch_size": 4, "seed": 0, "compile": {}},
     }
-    folder = zoo.write(tmp_path / "tiny_cgan", model, card, model.generate(3, seed=0))
+    return model, zoo.write(
+        folder / "tiny_cgan", model, card, model.generate(3, seed=0)
+    )
+
+
+def test_sample_command_draws_the_class_a_prompt_names(tmp_path, capsys):
+    model, folder = tiny_cgan_preset(tmp_path)
     out = tmp_path / "two.png"
     argv = [
         "sample",
@@ -219,6 +228,48 @@ def test_sample_command_draws_the_class_a_prompt_names(tmp_path, capsys):
     np.testing.assert_array_equal(written, image_grids.grid(np.asarray(expected)))
     assert cli.main(["sample", str(folder), "--prompt", "three", "-o", str(out)]) == 2
     assert "zero, one, two" in capsys.readouterr().err
+
+
+def test_per_class_rows_and_the_card_figure_their_command_redraws(tmp_path, capsys):
+    model, folder = tiny_cgan_preset(tmp_path)
+    (entry,), figures = evaluation.per_class_figures(model, str(folder))
+    assert (
+        entry["file"] == "per_class_digit.png" and "zero, one, two" in entry["caption"]
+    )
+    shown, columns = figures[entry["file"]]
+    assert shown.shape[0] == 3 * columns
+    # Row r is class r: those samples are the ones asked for class r.
+    conditions, count = conditioning.per_class(model.conditions, None, columns, {})
+    assert count == 3 * columns
+    np.testing.assert_array_equal(conditions["digit"], np.repeat([0, 1, 2], columns))
+    # The card's command, run as written, draws exactly the figure.
+    command = shlex.split(entry["command"])
+    assert command[:2] == ["keras-gen", "sample"] and command[-2:] == [
+        "-o",
+        entry["file"],
+    ]
+    out = tmp_path / entry["file"]
+    assert cli.main([*command[1:-2], "-o", str(out)]) == 0
+    written = tf.io.decode_png(out.read_bytes()).numpy()
+    np.testing.assert_array_equal(written, image_grids.grid(np.asarray(shown), columns))
+    capsys.readouterr()
+    # A prompt and --per-class may not both fix the head; -n is per class.
+    argv = ["sample", str(folder), "--per-class", "-o", str(out), "--overwrite"]
+    assert cli.main([*argv, "--prompt", "two"]) == 2
+    assert "fix it in one place" in capsys.readouterr().err
+    assert cli.main([*argv[:3], "colour", *argv[3:]]) == 2
+    assert "unknown condition ['colour']" in capsys.readouterr().err
+    assert cli.main([*argv, "-n", "400"]) == 2
+    assert "1200 samples (400 per class); at most 1024" in capsys.readouterr().err
+
+
+def test_per_class_names_the_head_when_there_are_several():
+    heads = {"age": ("young", "old"), "gender": ("female", "male")}
+    with pytest.raises(ValueError, match=r"the heads \['age', 'gender'\]: name"):
+        conditioning.per_class(heads, None, 2, {})
+    conditions, count = conditioning.per_class(heads, "gender", 2, {"age": "old"})
+    assert count == 4 and conditions["age"] == "old"
+    np.testing.assert_array_equal(conditions["gender"], [0, 0, 1, 1])
 
 
 def test_dcgan_plus_conditions():

@@ -230,6 +230,32 @@ def test_per_class_samples_can_be_fewer_than_the_headline_samples(
     assert len(agreements) == 10
     assert all(m["samples"] == 30 and m["value"] > 0.6 for m in agreements)
     assert model.requested.count(30) == 10 and 200 in model.requested
+    # The ceiling beside them: how often the classifier names real test digits rightly.
+    from keras_gen import zoo
+
+    predicted = np.argmax(
+        zoo.load(toy[1]).probabilities(x_test[..., None] / 255.0)["digit"], axis=1
+    )
+    found = {m["name"]: m for m in report["metrics"]}
+    for digit in range(10):
+        floor = found[
+            f"floor (real test): classifier agrees with true digit={digit} "
+            "(classifier_toy)"
+        ]
+        real = y_test == digit
+        assert floor["samples"] == real.sum()
+        assert floor["value"] == pytest.approx(np.mean(predicted[real] == digit))
+    # The model card's table reads the three numbers of each class back.
+    table = "\n".join(zoo._card_per_class({"metrics": report["metrics"]}))
+    seven = [
+        found[f"{prefix}digit=7{suffix} (classifier_toy)"]["value"]
+        for prefix, suffix in (
+            ("classifier agrees with requested ", ""),
+            ("floor (real test): classifier agrees with true ", ""),
+            ("FID ", " vs real 7"),
+        )
+    ]
+    assert "| digit=7 | {:.3g} | {:.3g} | {:.3g} |".format(*seven) in table
 
 
 def test_a_model_that_copies_training_images_is_caught(toy, tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import tensorflow as tf
 import tiny
 from test_zoo import TINY_CARD
 
-from keras_gen import _files, cli, zoo
+from keras_gen import _files, cli, data, zoo
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -230,6 +231,50 @@ def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(recipe, tmp_path):
     # Data order, binarization and noise follow from the step: resuming changes nothing.
     for a, b in zip(zoo.load(killed).get_weights(), zoo.load(straight).get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_steps_per_execution_changes_the_calls_not_the_training(
+    recipe, tmp_path, capsys
+):
+    folder, source = recipe
+    card = json.loads((folder / zoo.CARD).read_text())
+    weights = {}
+    for per_call in (1, 4):
+        card["training"]["compile"] = {"steps_per_execution": per_call}
+        (folder / zoo.CARD).write_text(json.dumps(card))
+        output = tmp_path / f"per-call-{per_call}"
+        argv = ["train", str(folder), "--epochs", "2", "--steps-per-epoch", "8"]
+        argv += ["--batch-size", "4", "--data", str(source), "--output", str(output)]
+        assert cli.main(argv) == 0
+        assert zoo.card(output)["trained"]["steps"] == 16
+        loaded = zoo.load(output)
+        assert loaded.steps_per_execution == per_call  # the recipe's, round-tripped
+        weights[per_call] = loaded.get_weights()
+    # Noise and data follow the step, so calls of 4 steps train the same model.
+    for one, four in zip(weights[1], weights[4]):
+        np.testing.assert_allclose(one, four, rtol=1e-5, atol=1e-6)
+    argv[argv.index("8")] = "6"  # Keras would run 8 steps an epoch in calls of 4
+    assert cli.main([*argv, "--overwrite"]) == 2
+    assert (
+        "steps_per_epoch (--steps-per-epoch) 6 is not a multiple of the recipe's "
+        "steps_per_execution 4" in capsys.readouterr().err
+    )
+
+
+def test_checkpoints_land_on_the_call_that_crosses_each_multiple(tmp_path):
+    from keras_gen import training
+
+    model = tiny.FAMILIES["VAE"].make(seed=0)
+    tiny.FAMILIES["VAE"].compile(model, keras.optimizers.Adam)
+    state = training._TrainingState(tmp_path / "state", 6, True, identity={})
+    state.set_model(model)
+    state.on_train_begin()
+    saved = []
+    for reached in range(4, 25, 4):  # calls of 4 steps, a checkpoint every 6
+        model.optimizer.iterations.assign(reached)
+        state.on_train_batch_end(reached - 1, {"loss": 1.0})
+        saved.append(state.saved_step)
+    assert saved == [None, 8, 12, 12, 20, 24]
 
 
 def test_non_finite_loss_stops_with_step_and_metric_and_keeps_the_checkpoint(
@@ -561,6 +606,41 @@ def test_cli_list_info_and_unknown_preset(capsys):
     assert "Did you mean 'dcgan_faces'?" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(
+    not (SHARED_DATA / "faces64.tar").exists(),
+    reason="needs ../shared/data/faces64.tar",
+)
+def test_real_faces_load_from_the_shared_archive():
+    source = SHARED_DATA / "faces64.tar"
+    test_images = data.load_images("faces", "test", source=source)
+    assert (test_images.shape, test_images.dtype) == ((1148, 64, 64, 3), np.uint8)
+    assert 50 < np.mean(test_images) < 200 and np.std(test_images) > 30  # photos
+    assert len(data.load_labels("faces", "train", source=source)) == 22170
+
+
+def real_faces_subset(folder: Path, train: int, test: int, seed: int = 0) -> Path:
+    """A faces64.tar of randomly chosen real members of each split, with their labels:
+    the real files and format, at a size whose end-of-training evaluation is quick."""
+    rows = (SHARED_DATA / "faces64_labels.tsv").read_text().splitlines()
+    header, rows = rows[0], rows[1:]
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for split, count in (("train", train), ("test", test)):
+        in_split = [row for row in rows if row.split("\t")[-1] == split]
+        chosen += [in_split[i] for i in rng.choice(len(in_split), count, replace=False)]
+    chosen.sort()
+    path = folder / "faces64.tar"
+    with (
+        tarfile.open(SHARED_DATA / "faces64.tar") as full,
+        tarfile.open(path, "w") as subset,
+    ):
+        for row in chosen:
+            member = full.getmember(row.split("\t")[0])
+            subset.addfile(member, full.extractfile(member))
+    (folder / "faces64_labels.tsv").write_text("\n".join([header, *chosen]) + "\n")
+    return path
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not (SHARED_DATA / "faces64.tar").exists(),
@@ -578,7 +658,7 @@ def test_real_faces_train_a_few_steps(tmp_path):
         "--batch-size",
         "16",
         "--data",
-        str(SHARED_DATA / "faces64.tar"),
+        str(real_faces_subset(tmp_path, train=160, test=40)),
         "--output",
         str(output),
     ]

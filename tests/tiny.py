@@ -148,8 +148,12 @@ def classifier(**overrides) -> keras.Model:
         "class_names": {"shape": ["a", "b", "c"], "size": ["small", "large"]},
         "filters": (4,),
         "feature_dim": 6,
+        # Training noise on, so the shared tests cover it (replicas, resume, export).
+        "dropout": 0.25,
+        "flip": True,
+        "shift": 1,
     }
-    return Classifier(**{**config, **_noiseless(overrides)})
+    return Classifier(**{**config, **overrides})
 
 
 def _classified_images(model, count, seed=0):

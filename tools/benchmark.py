@@ -76,6 +76,13 @@ THREADS = os.cpu_count() or 1
 
 # What `--skip` can leave out (each needs its own compiler or package).
 OPTIONAL = ("xla", "torch", "litert", "onnxruntime")
+# Slow steps (a WGAN-GP step takes seconds) are still timed over this many.
+MIN_TIMED_STEPS = 8
+# Below this, fit's fixed cost a call shows; such families are also timed with fit
+# running STEPS_PER_CALL steps a call (compile's steps_per_execution).
+SHORT_STEP_SECONDS = 0.01
+STEPS_PER_CALL = 16
+FIT_PER_CALL = f"fit_{STEPS_PER_CALL}_steps_per_call"
 
 
 class Settings:
@@ -83,9 +90,12 @@ class Settings:
 
     def __init__(self, quick: bool, skip: tuple[str, ...] = ()):
         self.quick, self.skip = quick, set(skip)
-        self.train_seconds = 12.0  # per timed loop; quick runs take 2 steps
+        self.train_seconds = 4.0  # per timed loop; quick runs take 2 steps
         self.warmup_steps = 1 if quick else 3
-        self.rounds = 1 if quick else 2  # fit and the loops alternate this many times
+        # fit and the loops alternate this many times on models kept across rounds,
+        # each keeping its best: this machine's throughput drifts by 10-20% within
+        # minutes, and drift only ever slows a loop down.
+        self.rounds = 1 if quick else 8
         self.sample_batches = (1, 4) if quick else (1, 256)
         self.sample_rounds = 1 if quick else 3
         self.sample_seconds = 0.05 if quick else 0.5  # per runtime and round
@@ -132,15 +142,17 @@ def _dataset(setup: dict, model) -> tf.data.Dataset:
     )
 
 
-def _fresh(setup: dict, jit_compile: bool = False):
-    """A new compiled model, the same weights every time (seeded)."""
+def _fresh(setup: dict, jit_compile: bool = False, per_call: int = 1):
+    """A new compiled model, the same weights every time (seeded); with XLA or
+    `per_call` steps per fit call, recompiled keeping the family's own optimizers."""
     keras.utils.set_random_seed(0)
     model = setup["make"]()
     setup["compile"](model)
-    if jit_compile:  # recompile with XLA, keeping the family's own optimizers
+    if jit_compile or per_call != 1:
         model.compile(
             **{name: getattr(model, name) for name in _optimizer_names(model)},
-            jit_compile=True,
+            jit_compile=jit_compile,
+            steps_per_execution=per_call,
         )
     return model
 
@@ -153,44 +165,59 @@ def _optimizer_names(model) -> list[str]:
 
 
 class _StepClock(keras.callbacks.Callback):
-    """Times fit's steps after the warm-up ones."""
+    """Times fit's steps after the warm-up ones (a call may run several steps)."""
 
     def __init__(self, warmup: int):
         super().__init__()
         self.warmup, self.start, self.end, self.steps = warmup, None, None, 0
+        self.started_after = None
 
     def on_train_batch_end(self, batch, logs=None):
-        if batch + 1 == self.warmup:
-            self.start = time.perf_counter()
-        elif batch + 1 > self.warmup:
-            self.end, self.steps = time.perf_counter(), batch + 1 - self.warmup
+        if self.start is None:
+            if batch + 1 >= self.warmup:
+                self.start, self.started_after = time.perf_counter(), batch
+        else:
+            self.end, self.steps = time.perf_counter(), batch - self.started_after
 
 
-def _fit_rate(setup, settings, steps, jit_compile=False) -> float:
-    model = _fresh(setup, jit_compile)
-    clock = _StepClock(settings.warmup_steps)
-    model.fit(
-        _dataset(setup, model),
-        steps_per_epoch=settings.warmup_steps + steps,
-        epochs=1,
-        verbose=0,
-        shuffle=False,
-        callbacks=[clock],
-    )
-    return clock.steps * setup["batch_size"] / (clock.end - clock.start)
+def _fit_timer(setup, settings, steps, jit_compile=False, per_call=1):
+    """A function timing `fit` on one model kept across rounds (only the first round
+    traces): images/s over `steps` steps after the warm-up ones."""
+    model = _fresh(setup, jit_compile, per_call)
+    dataset = _dataset(setup, model)
+    warmup = max(settings.warmup_steps, per_call)  # at least one whole call
+
+    def images_per_second() -> float:
+        clock = _StepClock(warmup)
+        model.fit(
+            dataset,
+            steps_per_epoch=warmup + -(-steps // per_call) * per_call,
+            epochs=1,
+            verbose=0,
+            shuffle=False,
+            callbacks=[clock],
+        )
+        return clock.steps * setup["batch_size"] / (clock.end - clock.start)
+
+    return images_per_second
 
 
-def _loop_rate(setup, settings, steps, make_step) -> float:
-    """images/s of `make_step(model)` (a tf.function of one batch) over the dataset."""
+def _loop_timer(setup, settings, steps, make_step):
+    """A function timing `make_step(model)` (a tf.function of one batch) over the
+    dataset, on one model kept across rounds: images/s after the warm-up steps."""
     model = _fresh(setup)
     step, batches = make_step(model), iter(_dataset(setup, model))
-    for _ in range(settings.warmup_steps):
-        _block(step(next(batches)))
-    start = time.perf_counter()
-    for _ in range(steps):
-        result = step(next(batches))
-    _block(result)
-    return steps * setup["batch_size"] / (time.perf_counter() - start)
+
+    def images_per_second() -> float:
+        for _ in range(settings.warmup_steps):
+            _block(step(next(batches)))
+        start = time.perf_counter()
+        for _ in range(steps):
+            result = step(next(batches))
+        _block(result)
+        return steps * setup["batch_size"] / (time.perf_counter() - start)
+
+    return images_per_second
 
 
 def _block(result) -> None:
@@ -205,34 +232,39 @@ def train_step_loop(model):
     return tf.function(model.train_step, reduce_retracing=True)
 
 
-def _steps_for(setup, settings) -> int:
-    """Timed steps filling about `train_seconds`, from one timed warm-up loop."""
+def _steps_for(setup, settings) -> tuple[int, float]:
+    """Timed steps filling about `train_seconds`, and seconds a step, from one timed
+    warm-up loop."""
+    rate = _loop_timer(setup, settings, 1, train_step_loop)()
+    seconds_a_step = setup["batch_size"] / rate
     if settings.quick:
-        return 2
-    rate = _loop_rate(setup, settings, 1, train_step_loop)
-    steps = int(settings.train_seconds * rate / setup["batch_size"])
-    return max(2, min(steps, 400))
+        return 2, seconds_a_step
+    steps = int(settings.train_seconds / seconds_a_step)
+    return max(MIN_TIMED_STEPS, min(steps, 400)), seconds_a_step
 
 
 def measure_training(name: str, setup: dict, settings: Settings) -> dict:
     """images/s of fit, the train_step loop, hand-written math, XLA and PyTorch."""
-    steps = _steps_for(setup, settings)
-    loops = {"fit": lambda: _fit_rate(setup, settings, steps)}
-    loops["train_step_loop"] = lambda: _loop_rate(
-        setup, settings, steps, train_step_loop
-    )
+    steps, seconds_a_step = _steps_for(setup, settings)
+    loops = {"fit": _fit_timer(setup, settings, steps)}
+    if seconds_a_step < SHORT_STEP_SECONDS:  # what Keras's lever for them gives
+        loops[FIT_PER_CALL] = _fit_timer(
+            setup, settings, steps, per_call=STEPS_PER_CALL
+        )
+    loops["train_step_loop"] = _loop_timer(setup, settings, steps, train_step_loop)
     if name in HAND_WRITTEN and setup["source"] in HAND_WRITTEN[name][0]:
-        loops["hand_math_loop"] = lambda: _loop_rate(
+        loops["hand_math_loop"] = _loop_timer(
             setup, settings, steps, HAND_WRITTEN[name][1]
         )
     rates, errors, extra = {key: [] for key in loops}, {}, {}
-    for round_ in range(settings.rounds):  # alternate, so drift hits both alike
+    for round_ in range(settings.rounds):  # alternate, so drift hits all alike
         for key in loops if round_ % 2 == 0 else reversed(loops):
             rates[key].append(loops[key]())
     images_per_second = {key: max(values) for key, values in rates.items()}
     try:
         if "xla" not in settings.skip:
-            images_per_second["fit_xla"] = _fit_rate(setup, settings, steps, True)
+            xla = _fit_timer(setup, settings, steps, jit_compile=True)
+            images_per_second["fit_xla"] = max(xla() for _ in range(2))
     except Exception as error:  # noqa: BLE001  (what XLA refuses is a result)
         errors["fit_xla"] = _one_line(error)
     if name == "DCGAN" and "torch" not in settings.skip:
@@ -762,8 +794,12 @@ def _training_cells(entry: dict) -> list[str]:
         return [f"failed: {entry.get('error', 'unknown error')}", "", "", ""]
     rates = entry["training"]["images_per_second"]
     refused = entry["training"].get("not_measured", {})
+    fit = _ratio(rates["fit"], rates["train_step_loop"])
+    if FIT_PER_CALL in rates:
+        per_call = _ratio(rates[FIT_PER_CALL], rates["train_step_loop"])
+        fit += f" ({per_call} at {STEPS_PER_CALL} steps a call)"
     return [
-        _ratio(rates["fit"], rates["train_step_loop"]),
+        fit,
         _ratio(rates["fit"], rates.get("hand_math_loop")),
         "fails" if "fit_xla" in refused else _ratio(rates.get("fit_xla"), rates["fit"]),
         _ratio(rates.get("torch"), rates["fit"]),

@@ -351,10 +351,13 @@ class NetworkOptimizers:
     def get_compile_config(self):
         if not self.compiled:
             return {}
-        return {
+        config = {
             name: keras.optimizers.serialize(getattr(self, name))
             for name in self.network_optimizers
         }
+        if self.steps_per_execution != 1:  # several steps per call: small models
+            config["steps_per_execution"] = self.steps_per_execution
+        return config
 
     def compile_from_config(self, config):
         self.compile(
@@ -362,7 +365,8 @@ class NetworkOptimizers:
                 key: keras.optimizers.deserialize(value)
                 for key, value in config.items()
                 if key in self.network_optimizers
-            }
+            },
+            steps_per_execution=config.get("steps_per_execution", 1),
         )
 
 

@@ -17,8 +17,8 @@ class Classifier(base.Family):
     network gives for photos, but offline and in the data's own domain: features
     (the layer before the heads) for FID, KID and precision/recall, and class
     probabilities for the Inception-style score, mode coverage and checking that a
-    conditional model draws what was asked. No dropout or random augmentation:
-    every replica would draw the same masks, and the features must be deterministic.
+    conditional model draws what was asked. Dropout and augmentation act in
+    training only, so the features evaluation uses stay deterministic.
 
     Args:
         image_shape: (height, width, channels) of images in [0, 1].
@@ -26,6 +26,10 @@ class Classifier(base.Family):
             class index is the position in its list.
         filters: widths of the convolution stages; each halves the resolution.
         feature_dim: size of the feature vector evaluation uses.
+        dropout: rate of dropout between the features and the heads; 0 for none.
+        flip: mirror half the training images left to right (not for digits).
+        shift: shift training images by up to this many pixels each way.
+        seed: the noise stream of dropout and augmentation.
 
     Example:
         model = keras_gen.models.Classifier((28, 28, 1), {"digit": list("0123456789")})
@@ -43,6 +47,10 @@ class Classifier(base.Family):
         class_names: dict | None = None,
         filters: tuple[int, ...] = (32, 64, 128),
         feature_dim: int = 128,
+        dropout: float = 0.0,
+        flip: bool = False,
+        shift: int = 0,
+        seed: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -54,8 +62,20 @@ class Classifier(base.Family):
         self.class_names = {head: list(names) for head, names in class_names.items()}
         self.filters = tuple(filters)
         self.feature_dim = feature_dim
+        self.dropout, self.flip, self.shift, self.seed = dropout, flip, shift, seed
+        # Made only when asked for: presets trained without them load unchanged.
+        self.flip_and_shift = (
+            networks.ReplicaFlipAndShift(flip, shift, seed, name="flip_and_shift")
+            if flip or shift
+            else None
+        )
         self.feature_network = networks.build_features(
             self.image_shape, self.filters, feature_dim
+        )
+        self.feature_dropout = (
+            networks.ReplicaDropout(dropout, seed=seed * 1000 + 1, name="dropout")
+            if dropout
+            else None
         )
         self.heads = [
             keras.layers.Dense(len(names), dtype="float32", name=f"{head}_logits")
@@ -76,7 +96,11 @@ class Classifier(base.Family):
 
     def call(self, images, training=False):
         """Logits per head, as a list in class_names order."""
+        if self.flip_and_shift is not None:
+            images = self.flip_and_shift(images, training=training)
         features = self.feature_network(images, training=training)
+        if self.feature_dropout is not None:
+            features = self.feature_dropout(features, training=training)
         return [head(features) for head in self.heads]
 
     def train_step(self, data):

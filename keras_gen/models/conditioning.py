@@ -71,6 +71,30 @@ def row_labels(count: int, conditions: dict, requested: dict) -> tf.Tensor:
     return tf.constant(np.stack(columns, axis=1), tf.int32)
 
 
+def per_class(
+    conditions: dict, head: str | None, count: int, requested: dict
+) -> tuple[dict, int]:
+    """`requested` with `head` (None: the only head) set to each of its classes in
+    turn, `count` samples each: a grid of `count` columns has a row per class.
+    Returns the conditions and the number of samples they describe."""
+    if head is None:
+        if len(conditions) != 1:
+            raise ValueError(
+                f"this model has the heads {list(conditions)}: name the one to draw "
+                "a row per class of"
+            )
+        (head,) = conditions
+    _refuse_unknown(conditions, {head: None})
+    if requested.get(head) is not None:
+        raise ValueError(
+            f"{head} is asked for a row per class and also fixed to "
+            f"{requested[head]!r}; fix it in one place"
+        )
+    classes = len(conditions[head])
+    rows = np.repeat(np.arange(classes), count)
+    return {**requested, head: rows}, classes * count
+
+
 def _refuse_unknown(conditions: dict, requested: dict) -> None:
     unknown = set(requested) - set(conditions)
     if unknown:

@@ -248,25 +248,17 @@ def build_mlp_discriminator(
     return keras.Sequential(layers, name="discriminator")
 
 
-@keras.saving.register_keras_serializable(package="keras_gen")
-class ReplicaDropout(keras.layers.Layer):
-    """Dropout whose masks are the same on one device as on N replicas together.
-
-    keras.layers.Dropout draws from a SeedGenerator that every replica copies, so
-    each replica would drop the same units of its own rows. Here each call's mask
-    is drawn for the global batch from a stateless seed (the layer's own call
-    count) and each replica keeps its rows (`noise.replica_uniform`).
-
-    Args:
-        rate: the fraction of units dropped in training.
-        seed: this layer's noise stream.
+class _ReplicaNoise(keras.layers.Layer):
+    """A layer that draws new noise at each training call, the same on one device
+    as on N replicas: each call draws for the global batch from a stateless seed
+    (the layer's own call count, a weight, so checkpoints resume it) and each
+    replica keeps its rows (`noise.replica_uniform`). keras.layers.Dropout and
+    Keras's random augmentation layers draw from a SeedGenerator that every replica
+    copies, so each replica would draw the same noise for its own rows.
     """
 
-    def __init__(self, rate: float, seed: int = 0, **kwargs):
+    def __init__(self, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
-        self.rate = rate
         self.seed = seed
         self.calls = self.add_weight(
             shape=(),
@@ -277,17 +269,86 @@ class ReplicaDropout(keras.layers.Layer):
             name="calls",
         )
 
+    def _uniform(self, inputs, shape):
+        """Uniform [0, 1) noise of `shape` per row of `inputs`, new at each call."""
+        self.calls.assign_add(1)
+        seed = noise.step_seed(self.seed, self.calls, 0)
+        return noise.replica_uniform(tf.shape(inputs)[0], shape, seed)
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="keras_gen")
+class ReplicaDropout(_ReplicaNoise):
+    """Dropout whose masks are the same on one device as on N replicas together.
+
+    Args:
+        rate: the fraction of units dropped in training.
+        seed: this layer's noise stream.
+    """
+
+    def __init__(self, rate: float, seed: int = 0, **kwargs):
+        super().__init__(seed, **kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+        self.rate = rate
+
     def call(self, inputs, training=False):
         if not training:
             return inputs
-        self.calls.assign_add(1)
-        seed = noise.step_seed(self.seed, self.calls, 0)
-        uniform = noise.replica_uniform(tf.shape(inputs)[0], tf.shape(inputs)[1:], seed)
+        uniform = self._uniform(inputs, tf.shape(inputs)[1:])
         kept = tf.cast(uniform >= self.rate, inputs.dtype)
         return inputs * kept / (1.0 - self.rate)
 
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+        return {**super().get_config(), "rate": self.rate}
+
+
+@keras.saving.register_keras_serializable(package="keras_gen")
+class ReplicaFlipAndShift(_ReplicaNoise):
+    """Random horizontal flips and pixel shifts, the same on one device as on N replicas.
+
+    A shift moves an image by a whole number of pixels, up to `shift` each way, and
+    fills with zeros (the background), so no pixel is interpolated.
+
+    Args:
+        flip: mirror half the images left to right.
+        shift: the largest shift in pixels, vertical and horizontal drawn apart.
+        seed: this layer's noise stream.
+    """
+
+    def __init__(self, flip: bool = False, shift: int = 0, seed: int = 0, **kwargs):
+        super().__init__(seed, **kwargs)
+        if shift < 0:
+            raise ValueError(f"shift must be a number of pixels >= 0, got {shift}")
+        self.flip, self.shift = bool(flip), int(shift)
+
+    def call(self, images, training=False):
+        if not training:
+            return images
+        draws = self._uniform(images, [3])
+        if self.flip:
+            mirrored = (draws[:, 0] < 0.5)[:, None, None, None]
+            images = tf.where(mirrored, tf.reverse(images, [2]), images)
+        if self.shift:
+            offsets = tf.cast(draws[:, 1:] * (2 * self.shift + 1), tf.int32)
+            images = shifted(images, offsets[:, 0], offsets[:, 1], self.shift)
+        return images
+
+    def get_config(self):
+        return {**super().get_config(), "flip": self.flip, "shift": self.shift}
+
+
+def shifted(images, row_offsets, column_offsets, shift: int):
+    """Image i moved down by shift - row_offsets[i] and right by shift -
+    column_offsets[i] pixels (offsets in [0, 2 * shift]), zeros coming in."""
+    height, width = images.shape[1], images.shape[2]
+    padded = tf.pad(images, [[0, 0], [shift, shift], [shift, shift], [0, 0]])
+    rows = row_offsets[:, None] + tf.range(height)
+    columns = column_offsets[:, None] + tf.range(width)
+    picked = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(picked, columns, axis=2, batch_dims=1)
 
 
 def build_mlp_encoder(image_shape, units, latent_dim: int) -> keras.Sequential:
