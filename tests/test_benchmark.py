@@ -34,6 +34,8 @@ def test_quick_run_writes_its_report_and_the_readme_tables(benchmark, tmp_path):
     # Its steps take about a millisecond (SHORT_STEP_SECONDS is 10): fit is also
     # timed in calls of several steps, and the table says so beside fit's ratio.
     assert rates[benchmark.FIT_PER_CALL] > 0
+    by_round = entry["training"]["images_per_second_by_round"]
+    assert by_round["fit"] == [rates["fit"]]  # one round in a quick run: its best
     sampling = entry["sampling"]
     assert sampling["signature"] == "decode"
     for batch in ("1", "4"):

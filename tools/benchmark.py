@@ -93,8 +93,8 @@ class Settings:
         self.train_seconds = 4.0  # per timed loop; quick runs take 2 steps
         self.warmup_steps = 1 if quick else 3
         # fit and the loops alternate this many times on models kept across rounds,
-        # each keeping its best: this machine's throughput drifts by 10-20% within
-        # minutes, and drift only ever slows a loop down.
+        # each keeping its best: a shared machine's throughput drifts, and drift only
+        # ever slows a loop down (the report keeps every round).
         self.rounds = 1 if quick else 8
         self.sample_batches = (1, 4) if quick else (1, 256)
         self.sample_rounds = 1 if quick else 3
@@ -279,6 +279,7 @@ def measure_training(name: str, setup: dict, settings: Settings) -> dict:
         "batch_size": setup["batch_size"],
         "timed_steps": steps,
         "images_per_second": images_per_second,
+        "images_per_second_by_round": rates,
         **extra,
         **({"not_measured": errors} if errors else {}),
     }
