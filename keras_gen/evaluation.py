@@ -453,19 +453,33 @@ def _conditional(run: _Run, extractor, reference_features, reference_labels):
             )
             if reference_labels is not None:
                 real = reference_features[reference_labels[:, column] == index]
-                run.add(
-                    f"FID {condition}={name} vs real {name} ({extractor.name})",
-                    metrics.fid(
-                        metrics.FeatureStatistics().update(real),
-                        metrics.FeatureStatistics().update(extractor.features(images)),
-                    ),
-                    samples=run.class_samples,
-                )
+                _class_fid(run, extractor, f"{condition}={name}", real, images)
         run.add(
             f"classifier agrees with requested {condition}, mean over classes "
             f"({extractor.name})",
             np.mean(agreements),
         )
+
+
+def _class_fid(run: _Run, extractor, request: str, real_features, images) -> None:
+    """The FID of the samples asked for by `request` ("head=class") against the real
+    images of that class, where there are at least two (a covariance needs them)."""
+    if len(real_features) < 2:
+        print(
+            f"no FID for {request}: the {run.reference} split has "
+            f"{len(real_features)} images of it",
+            file=sys.stderr,
+        )
+        return
+    name = request.split("=", 1)[1]
+    run.add(
+        f"FID {request} vs real {name} ({extractor.name})",
+        metrics.fid(
+            metrics.FeatureStatistics().update(real_features),
+            metrics.FeatureStatistics().update(extractor.features(images)),
+        ),
+        samples=len(images),
+    )
 
 
 def _real_agreement(run: _Run, extractor, condition, classifier_head, column):
@@ -478,6 +492,8 @@ def _real_agreement(run: _Run, extractor, condition, classifier_head, column):
     predicted = extractor.probabilities(scaled)[classifier_head].argmax(axis=1)
     for index, name in enumerate(extractor.class_names[classifier_head]):
         real = labels[:, column] == index
+        if not real.any():  # the split has none of this class
+            continue
         run.add(
             f"floor (real {run.other}): classifier agrees with true {condition}={name} "
             f"({extractor.name})",

@@ -36,6 +36,10 @@ class FeatureStatistics:
     @property
     def covariance(self) -> np.ndarray:
         """Unbiased sample covariance (divided by count - 1), as the reference FID."""
+        if self.count < 2:
+            raise ValueError(
+                f"a covariance needs at least 2 feature vectors, got {self.count}"
+            )
         mean = self.mean
         return (self._outer - self.count * np.outer(mean, mean)) / (self.count - 1)
 

@@ -915,32 +915,36 @@ def _measure_and_write(
         },
         "metrics": metrics,
     }
-    entries, figures = _translation_figure(trained, recipe["data"], splits, output)
-    per_class, per_class_shown = evaluation.per_class_figures(
-        trained, _preset_argument(output)
-    )
-    entries["figures"] = entries.get("figures", []) + per_class
-    figures.update(per_class_shown)
-    trained_card.update(entries)
+    entries, figures = _figures(trained, recipe["data"], splits, output)
+    if entries:
+        trained_card["figures"] = entries
     if curve is not None:
         curve.add_to(trained_card, figures, command)
     samples = trained.generate(64, seed=SAMPLE_SEED) if generative else None
     return zoo.write(output, trained, trained_card, samples, overwrite, figures)
 
 
-def _translation_figure(model, spec, splits, output) -> tuple[dict, dict]:
+def _figures(model, spec, splits, output) -> tuple[list, dict]:
+    """The figures a trained preset ships besides samples.png, each with the command
+    that redraws it: ([card entries], {file: (images, columns)})."""
+    entries, figures = _translation_figure(model, spec, splits, output)
+    per_class, shown = evaluation.per_class_figures(model, _preset_argument(output))
+    return entries + per_class, {**figures, **shown}
+
+
+def _translation_figure(model, spec, splits, output) -> tuple[list, dict]:
     """An image-to-image model's input / output / target figure of test images:
-    ({"figures": [card entry]}, {file: (images, columns)}); nothing for others."""
+    ([card entry], {file: (images, columns)}); nothing for others."""
     if not model.can(base.TRANSLATION):
-        return {}, {}
+        return [], {}
     try:
         targets = splits.images("test")
     except data.DataSourceError:  # evaluate has said that there is no test split
-        return {}, {}
+        return [], {}
     kind = data.input_kind(spec["dataset"])
     entry = evaluation.figure_entry(_preset_argument(output), kind, splits.source)
     shown = evaluation.translation_figure(model, targets, kind)
-    return {"figures": [entry]}, {entry["file"]: shown}
+    return [entry], {entry["file"]: shown}
 
 
 def _preset_argument(output: Path) -> str:

@@ -166,3 +166,9 @@ def test_colourfulness_follows_hasler_and_suesstrunk():
         assert found == pytest.approx(expected, rel=1e-10)
     gray = np.repeat(images[..., :1], 3, axis=-1)
     np.testing.assert_allclose(metrics.colourfulness(gray), 0.0, atol=1e-9)
+
+
+def test_a_covariance_of_one_feature_vector_is_refused():
+    single = metrics.FeatureStatistics().update(np.ones((1, 3)))
+    with pytest.raises(ValueError, match="at least 2 feature vectors, got 1"):
+        single.covariance  # noqa: B018  (the property raises)

@@ -2,6 +2,7 @@ import copy
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -119,6 +120,35 @@ def train_argv(folder, source, output, *flags):
         "--output",
         str(output),
     ]
+
+
+def test_a_conditional_preset_ships_rows_per_class_that_its_command_redraws(
+    recipe, tmp_path
+):
+    folder, source = recipe
+    card = json.loads((folder / zoo.CARD).read_text())
+    card["model"] = {
+        "class": "ConditionalGAN",
+        "config": {**card["model"]["config"], "conditions": data.class_names("mnist")},
+    }
+    card["data"]["labels"] = True
+    card["training"]["evaluation"] = {"num_samples": 20}
+    (folder / zoo.CARD).write_text(json.dumps(card))
+    with np.load(source) as arrays:
+        labelled = {**arrays, "y_train": np.arange(12) % 10, "y_test": np.arange(5)}
+    np.savez(source, **labelled)
+    output = tmp_path / "cgan"
+    assert cli.main(train_argv(folder, source, output)) == 0
+    (entry,) = zoo.card(output)["figures"]
+    assert entry["file"] == "per_class_digit.png"
+    command = shlex.split(entry["command"])
+    assert command[:2] == ["keras-gen", "sample"] and command[-2:] == [
+        "-o",
+        entry["file"],
+    ]
+    redrawn = tmp_path / "redrawn.png"
+    assert cli.main([*command[1:-2], "-o", str(redrawn)]) == 0
+    assert redrawn.read_bytes() == (output / entry["file"]).read_bytes()
 
 
 def test_two_cpu_replicas_train_the_same_preset_as_one_device(recipe, tmp_path):
