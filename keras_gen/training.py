@@ -497,11 +497,7 @@ def train(
     settings.update(mixed_precision=mixed_precision, eval_every=eval_every)
     settings["eval_samples"] = eval_samples
     settings["steps_per_epoch"] = _steps_per_epoch(
-        steps_per_epoch,
-        batch_size,
-        train_images,
-        recipe["data"]["dataset"],
-        recipe["training"]["compile"].get("steps_per_execution") or 1,
+        steps_per_epoch, batch_size, train_images, recipe
     )
     chief = is_chief(distribution)
     with exclusive(output) if chief else contextlib.nullcontext():
@@ -563,9 +559,11 @@ def _training_data(spec, splits):
     return images, labels
 
 
-def _steps_per_epoch(steps_per_epoch, batch_size, images, dataset, per_call=1):
+def _steps_per_epoch(steps_per_epoch, batch_size, images, recipe):
     """Steps in an epoch: given, or one pass over the images in whole calls of the
     recipe's `steps_per_execution` (Keras runs whole calls, past an epoch's end)."""
+    dataset = recipe["data"]["dataset"]
+    per_call = recipe["training"]["compile"].get("steps_per_execution") or 1
     if steps_per_epoch is not None and steps_per_epoch % per_call:
         raise ValueError(
             f"steps_per_epoch (--steps-per-epoch) {steps_per_epoch} is not a multiple "

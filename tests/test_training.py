@@ -363,20 +363,7 @@ def test_same_seed_gives_bit_identical_weights_and_another_seed_does_not(
     folder, source = recipe
     weights = {}
     for name, seed in (("first", 4), ("again", 4), ("other", 5)):
-        argv = [
-            "train",
-            str(folder),
-            "--steps-per-epoch",
-            "3",
-            "--batch-size",
-            "4",
-            "--seed",
-            str(seed),
-            "--data",
-            str(source),
-            "--output",
-            str(tmp_path / name),
-        ]
+        argv = train_argv(folder, source, tmp_path / name, "--seed", str(seed))
         if flags:  # op determinism is for the whole process: run as a user would
             _, err = (process := run_cli([*argv, *flags])).communicate(timeout=600)
             assert process.returncode == 0, err[-3000:]
