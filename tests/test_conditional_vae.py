@@ -165,7 +165,7 @@ def test_config_keeps_the_heads_in_label_order():
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     keras.utils.set_random_seed(0)
-    model = tiny.conditional_vae(likelihood="gaussian")
+    model = tiny.conditional_vae(likelihood="discretized_gaussian")
     directory = export.saved_model(model, tmp_path_factory.mktemp("export") / "cvae")
     return model, tf.saved_model.load(str(directory)).signatures
 

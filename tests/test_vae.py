@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tiny
+from scipy import stats
 
 from keras_gen.models import base, noise
 
@@ -115,6 +116,81 @@ def test_gaussian_likelihood_learns_its_scale():
     model.fit(images, batch_size=16, epochs=2, verbose=0)
     assert float(model.log_scale) != 0.0
     assert np.all(np.isfinite(model.score(images)))
+
+
+def eight_bit_images(count=4, seed=0):
+    levels = np.random.default_rng(seed).integers(0, 256, (count, 8, 8, 1))
+    levels[0, :2, 0, 0] = (0, 255)  # the edge bins, which take the tails
+    return (levels / 255).astype("float32")
+
+
+def numpy_eight_bit_log_prob(means, scale, images):
+    """log p(x) by hand: each level's Normal mass over its bin, edges open."""
+    levels = np.round(images.astype("float64") * 255)
+    upper = np.where(levels == 255, np.inf, (levels + 0.5) / 255)
+    lower = np.where(levels == 0, -np.inf, (levels - 0.5) / 255)
+    # log(F(upper) - F(lower)) from the tail the bin is in, so far bins keep digits.
+    below = lower + upper < 2 * means
+    outer = np.where(below, upper, -lower)
+    inner = np.where(below, lower, -upper)
+    mirrored = np.where(below, means, -means)
+    log_outer = stats.norm.logcdf(outer, mirrored, scale)
+    log_inner = stats.norm.logcdf(inner, mirrored, scale)
+    log_mass = log_outer + np.log1p(-np.exp(log_inner - log_outer))
+    return log_mass.sum(axis=(1, 2, 3))
+
+
+def test_discretized_gaussian_is_each_levels_mass_under_the_normal():
+    model = tiny.vae(likelihood="discretized_gaussian")
+    model.log_scale.assign(np.log(0.03))
+    latents = np.random.default_rng(1).standard_normal((4, 3)).astype("float32")
+    images = eight_bit_images()
+    logits = model.decoder(latents).numpy().astype("float64")
+    expected = numpy_eight_bit_log_prob(1 / (1 + np.exp(-logits)), 0.03, images)
+    got = model._likelihood_distribution(latents, None).log_prob(images)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+
+
+def test_discretized_gaussian_puts_all_its_mass_on_the_256_levels():
+    model = tiny.vae(likelihood="discretized_gaussian")
+    model.log_scale.assign(np.log(0.2))
+    latent = np.zeros((1, 3), "float32")
+    # One image per level k, every pixel at k: the 256 images' probabilities,
+    # per pixel, are the levels' masses; each pixel's must sum to 1.
+    likelihood = model._likelihood_distribution(np.repeat(latent, 256, 0), None)
+    images = np.broadcast_to(
+        (np.arange(256) / 255).reshape(256, 1, 1, 1), (256, 8, 8, 1)
+    )
+    pixel_log_probs = likelihood._levels.distribution.log_prob(
+        np.round(images * 255).astype("float32")
+    )
+    np.testing.assert_allclose(np.exp(pixel_log_probs).sum(0), 1.0, atol=1e-4)
+
+
+def test_discretized_gaussian_scores_code_lengths_and_draws_8_bit_images():
+    model = tiny.vae(likelihood="discretized_gaussian")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    images = np.repeat(eight_bit_images(4), 8, axis=0)
+    before = model.evaluate(images, verbose=0, return_dict=True)["loss"]
+    model.fit(images, batch_size=16, epochs=3, verbose=0)
+    assert model.evaluate(images, verbose=0, return_dict=True)["loss"] < before - 1.0
+    assert float(model.log_scale) != 0.0
+    nats = model.negative_log_likelihood(images[:4]).numpy()
+    # A probability of at most 1 per pixel: never below 0 nats, unlike a density.
+    assert np.all(nats > 0)
+    assert model.likelihood_bound == "IWAE K=100"
+    for drawn in (model.generate(8, seed=0), model.reconstruct(images[:4])):
+        np.testing.assert_allclose(drawn * 255, np.round(drawn * 255), atol=1e-3)
+    sampled = model._likelihood_distribution(np.zeros((2, 3), "float32"), None)
+    values = sampled.sample(seed=(0, 1)).numpy() * 255
+    np.testing.assert_allclose(values, np.round(values), atol=1e-3)
+    assert values.min() >= 0 and values.max() <= 255
+
+
+def test_a_gaussian_vae_is_labelled_a_continuous_density():
+    assert tiny.vae(likelihood="gaussian").likelihood_bound == (
+        "IWAE K=100, continuous density"
+    )
 
 
 def test_unknown_likelihood_is_refused():

@@ -10,7 +10,11 @@ from keras_gen.models import base, inputs, networks, noise
 
 tfd = tfp.distributions
 
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "gaussian", "discretized_gaussian")
+# Likelihoods whose pixel scale is a learned weight, log_scale.
+SCALED_LIKELIHOODS = ("gaussian", "discretized_gaussian")
+# Levels of an 8-bit pixel, 0 to LEVELS - 1, stored in [0, 1] as level / (LEVELS - 1).
+LEVELS = 256
 # network -> (encoder builder, decoder builder), each (image_shape, widths, latent_dim).
 NETWORKS = {
     "convolutional": (networks.build_encoder, networks.build_decoder),
@@ -37,8 +41,11 @@ class VAE(base.LatentFamily):
         latent_dim: size of z.
         filters: widths of the encoder's hidden layers (the decoder mirrors them):
             stride-2 convolutions, or Dense layers with network="mlp".
-        likelihood: "bernoulli" for binarized images, "gaussian" for continuous
-            ones (the pixel scale is learned).
+        likelihood: "bernoulli" for binarized images; "discretized_gaussian" for
+            8-bit ones (each level gets the mass a Gaussian puts on its bin, so
+            -log p(x) is a code length, comparable in bits/dim with discrete
+            models'); "gaussian" for continuous ones, a density. The pixel scale
+            of both Gaussians is learned.
         beta: weight of the KL term; beta > 1 is a beta-VAE (Higgins et al. 2017).
         network: "convolutional", or "mlp" for fully connected layers with
             LeakyReLU (the articles' VAE).
@@ -62,7 +69,6 @@ class VAE(base.LatentFamily):
         base.INPAINTING,
     }
     tuple_arguments: ClassVar[tuple[str, ...]] = ("image_shape", "filters")
-    likelihood_bound: ClassVar[str] = f"IWAE K={IMPORTANCE_SAMPLES}"
 
     def __init__(
         self,
@@ -97,7 +103,7 @@ class VAE(base.LatentFamily):
         self.dp_clip = dp_clip
         self.dp_noise = dp_noise
         self.encoder, self.decoder = self._build_networks()
-        if likelihood == "gaussian":
+        if likelihood in SCALED_LIKELIHOODS:
             self.log_scale = self.add_weight(
                 shape=(), initializer="zeros", name="log_scale"
             )
@@ -119,6 +125,13 @@ class VAE(base.LatentFamily):
     def _decoder_inputs(self, latents, labels):
         """What the decoder reads; a conditional subclass adds its labels."""
         return latents
+
+    @property
+    def likelihood_bound(self) -> str:
+        """How negative_log_likelihood bounds -log p(x), for metric names; a
+        continuous density has no bits/dim to compare with discrete models'."""
+        bound = f"IWAE K={IMPORTANCE_SAMPLES}"
+        return bound + (", continuous density" if self.likelihood == "gaussian" else "")
 
     @property
     def prior(self) -> tfd.Distribution:
@@ -277,13 +290,17 @@ class VAE(base.LatentFamily):
         outputs = self.decoder(self._decoder_inputs(latents, labels), training=training)
         if self.likelihood == "bernoulli":
             pixels = tfd.Bernoulli(logits=outputs, dtype=tf.float32)
+        elif self.likelihood == "discretized_gaussian":
+            return EightBitImages(tf.sigmoid(outputs), tf.exp(self.log_scale))
         else:
             pixels = tfd.Normal(tf.sigmoid(outputs), tf.exp(self.log_scale))
         return tfd.Independent(pixels, reinterpreted_batch_ndims=3)
 
     def _decode(self, latents, labels) -> tf.Tensor:
-        """Mean images in [0, 1]."""
+        """Images in [0, 1]: p(x|z)'s mean, or an 8-bit likelihood's likeliest levels."""
         likelihood = self._likelihood_distribution(latents, labels)
+        if isinstance(likelihood, EightBitImages):
+            return likelihood.mode()
         return tf.clip_by_value(likelihood.mean(), 0.0, 1.0)
 
     def _reconstruct(self, images, labels) -> tf.Tensor:
@@ -388,6 +405,38 @@ class VAE(base.LatentFamily):
             loss=reconstruction + self.beta * kl,
             reconstruction_loss=reconstruction,
             kl_loss=kl,
+        )
+
+
+class EightBitImages:
+    """p(x|z) over 8-bit images: each pixel's level gets the mass that
+    Normal(mean, scale) puts on its bin of width 1 / 255 (the edge bins take the
+    tails), so log_prob is a log-probability, not a density.
+
+    Images are in [0, 1] as level / 255; log_prob scores the nearest levels.
+    """
+
+    def __init__(self, means, scale):
+        top = float(LEVELS - 1)
+        # Level k is ceil(X) for X ~ Normal(top * mean - 0.5, top * scale): the
+        # mass of Normal(mean, scale) on [(k - 0.5) / top, (k + 0.5) / top].
+        levels = tfd.QuantizedDistribution(
+            tfd.Normal(top * means - 0.5, top * scale), low=0.0, high=top
+        )
+        self._levels = tfd.Independent(levels, reinterpreted_batch_ndims=3)
+        self._means = means
+
+    def log_prob(self, images) -> tf.Tensor:
+        """log p(x) in nats per image."""
+        return self._levels.log_prob(tf.round(images * (LEVELS - 1)))
+
+    def sample(self, seed=None) -> tf.Tensor:
+        return self._levels.sample(seed=seed) / (LEVELS - 1)
+
+    def mode(self) -> tf.Tensor:
+        """The likeliest image: each pixel the level nearest its mean."""
+        return tf.round(tf.clip_by_value(self._means, 0.0, 1.0) * (LEVELS - 1)) / (
+            LEVELS - 1
         )
 
 
