@@ -25,6 +25,7 @@ from keras_gen import images as images_module
 from keras_gen.models import base, conditioning
 
 DIVERSITY = "pixel diversity, generated / test"
+SHARPNESS = "sharpness (mean squared Laplacian), generated / test"
 NLL_IMAGES = 2000  # test images the importance-weighted NLL is averaged over
 MEMORISATION_TRAIN_IMAGES = 10000  # training images searched for nearest neighbours
 TIMED_SAMPLES = 64
@@ -192,7 +193,8 @@ def _in_order(images, labels, binarize, batch_size, pairs=None):
 
 
 def _generated(run: _Run) -> np.ndarray:
-    """Time 64 samples, then draw `num_samples` and measure their pixel diversity."""
+    """Time 64 samples, then draw `num_samples` and measure their pixel diversity
+    and sharpness against as many test images."""
     model, seed = run.model, run.seed
     with progress.showing(False):  # the time of sampling, not of drawing a bar
         model.generate(TIMED_SAMPLES, seed=seed)  # warm-up: tracing is not sampling
@@ -207,6 +209,10 @@ def _generated(run: _Run) -> np.ndarray:
     run.add(
         f"{DIVERSITY} ({count} each)",
         mean_pairwise_distance(generated[:count]) / mean_pairwise_distance(real_test),
+    )
+    run.add(
+        f"{SHARPNESS} ({count} each)",
+        metrics.sharpness(generated[:count]) / metrics.sharpness(real_test),
     )
     return generated
 

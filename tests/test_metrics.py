@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.ndimage
 
 from keras_gen import metrics
 
@@ -166,6 +167,22 @@ def test_colourfulness_follows_hasler_and_suesstrunk():
         assert found == pytest.approx(expected, rel=1e-10)
     gray = np.repeat(images[..., :1], 3, axis=-1)
     np.testing.assert_allclose(metrics.colourfulness(gray), 0.0, atol=1e-9)
+
+
+def test_sharpness_is_the_laplacians_energy_and_blur_lowers_it():
+    rng = np.random.default_rng(3)
+    images = rng.random((3, 9, 7, 2))
+    # scipy's Laplacian per image and channel, its border (where modes differ) cut.
+    responses = [
+        scipy.ndimage.laplace(image[..., c])[1:-1, 1:-1]
+        for image in images
+        for c in range(2)
+    ]
+    expected = np.mean(np.square(responses))
+    assert metrics.sharpness(images) == pytest.approx(expected, rel=1e-12)
+    blurred = scipy.ndimage.gaussian_filter(images, sigma=(0, 1, 1, 0))
+    assert metrics.sharpness(blurred) < 0.5 * metrics.sharpness(images)
+    assert metrics.sharpness(np.full((1, 5, 5, 1), 0.3)) == 0.0
 
 
 def test_a_covariance_of_one_feature_vector_is_refused():

@@ -539,7 +539,9 @@ def test_evaluate_updates_the_card_with_its_own_command(recipe, tmp_path, capsys
         "--update-card",
     ]
     assert cli.main(argv) == 0
-    assert "pixel diversity, generated / test (4 each)" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "pixel diversity, generated / test (4 each)" in shown
+    assert "sharpness (mean squared Laplacian), generated / test (4 each)" in shown
     metrics = {m["name"]: m for m in zoo.card(output)["metrics"]}
     assert metrics["pixel diversity, generated / test (4 each)"][
         "command"
