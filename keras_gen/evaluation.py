@@ -29,6 +29,7 @@ SHARPNESS = "sharpness (mean squared Laplacian), generated / test"
 NLL_IMAGES = 2000  # test images the importance-weighted NLL is averaged over
 MEMORISATION_TRAIN_IMAGES = 10000  # training images searched for nearest neighbours
 TIMED_SAMPLES = 64
+REAL_CHUNK = 1000  # real images converted to float32 and classified at a time
 # A model that samples in steps (diffusion) is measured at each of these counts.
 SAMPLING_STEPS = (10, 25, 50, 100)
 
@@ -492,10 +493,9 @@ def _real_agreement(run: _Run, extractor, condition, classifier_head, column):
     """Per class, how often the classifier names real held-out images rightly: the
     ceiling of its agreement with a conditional model's samples of that class."""
     images, labels = run.splits.images(run.other), run.splits.labels(run.other)
-    if labels is None:
+    if labels is None or not len(images):
         return
-    scaled = images.astype("float32") / 255.0
-    predicted = extractor.probabilities(scaled)[classifier_head].argmax(axis=1)
+    predicted = _predicted_classes(extractor, classifier_head, images)
     for index, name in enumerate(extractor.class_names[classifier_head]):
         real = labels[:, column] == index
         if not real.any():  # the split has none of this class
@@ -506,6 +506,18 @@ def _real_agreement(run: _Run, extractor, condition, classifier_head, column):
             np.mean(predicted[real] == index),
             samples=int(real.sum()),
         )
+
+
+def _predicted_classes(extractor, head: str, images) -> np.ndarray:
+    """The classifier's class of each uint8 image, a chunk at a time: a whole train
+    split in float32 would take gigabytes."""
+    chunks = np.split(images, range(REAL_CHUNK, len(images), REAL_CHUNK))
+    return np.concatenate(
+        [
+            extractor.probabilities(chunk.astype("float32") / 255.0)[head].argmax(1)
+            for chunk in chunks
+        ]
+    )
 
 
 # --- Image-to-image models: every test input translated, against its own target ---
