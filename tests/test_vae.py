@@ -142,18 +142,19 @@ def numpy_eight_bit_log_prob(means, scale, images):
 
 def test_discretized_gaussian_is_each_levels_mass_under_the_normal():
     model = tiny.vae(likelihood="discretized_gaussian")
-    model.log_scale.assign(np.log(0.03))
     latents = np.random.default_rng(1).standard_normal((4, 3)).astype("float32")
     images = eight_bit_images()
-    logits = model.decoder(latents).numpy().astype("float64")
-    expected = numpy_eight_bit_log_prob(1 / (1 + np.exp(-logits)), 0.03, images)
+    outputs = model.decoder(latents).numpy().astype("float64")
+    assert outputs.shape == (4, 8, 8, 2)  # a mean and a scale per pixel
+    means = 1 / (1 + np.exp(-outputs[..., :1]))
+    scales = np.logaddexp(0.0, outputs[..., 1:]) + 1e-3
+    expected = numpy_eight_bit_log_prob(means, scales, images)
     got = model._likelihood_distribution(latents, None).log_prob(images)
     np.testing.assert_allclose(got, expected, rtol=1e-4)
 
 
 def test_discretized_gaussian_puts_all_its_mass_on_the_256_levels():
     model = tiny.vae(likelihood="discretized_gaussian")
-    model.log_scale.assign(np.log(0.2))
     latent = np.zeros((1, 3), "float32")
     # One image per level k, every pixel at k: the 256 images' probabilities,
     # per pixel, are the levels' masses; each pixel's must sum to 1.
@@ -174,7 +175,6 @@ def test_discretized_gaussian_scores_code_lengths_and_draws_8_bit_images():
     before = model.evaluate(images, verbose=0, return_dict=True)["loss"]
     model.fit(images, batch_size=16, epochs=3, verbose=0)
     assert model.evaluate(images, verbose=0, return_dict=True)["loss"] < before - 1.0
-    assert float(model.log_scale) != 0.0
     nats = model.negative_log_likelihood(images[:4]).numpy()
     # A probability of at most 1 per pixel: never below 0 nats, unlike a density.
     assert np.all(nats > 0)

@@ -54,7 +54,9 @@ class ConditionalVAE(VAE):
                 (height, width, channels + code_size), self.filters, self.latent_dim
             ),
             # The decoder reads the latents and the one-hot codes side by side.
-            build_decoder(self.image_shape, self.filters, self.latent_dim + code_size),
+            build_decoder(
+                self._decoded_shape, self.filters, self.latent_dim + code_size
+            ),
         )
 
     def _encoder_inputs(self, images, labels):

@@ -62,7 +62,7 @@ class MixturePriorVAE(gaussian_mixture.MaximizesEachEpoch, vae.VAE):
         self.prior_covariance = prior_covariance
         super().__init__(**kwargs)
         self.encoder.trainable = self.decoder.trainable = False
-        if self.likelihood in vae.SCALED_LIKELIHOODS:
+        if self.likelihood == "gaussian":
             self.log_scale.trainable = False
         # The VAE's losses, and EM's objective: -log p(posterior mean) under the prior.
         self.trackers = {**self.trackers, self.prior_tracker.name: self.prior_tracker}
@@ -101,7 +101,7 @@ class MixturePriorVAE(gaussian_mixture.MaximizesEachEpoch, vae.VAE):
         )
         model.encoder.set_weights(trained.encoder.get_weights())
         model.decoder.set_weights(trained.decoder.get_weights())
-        if trained.likelihood in vae.SCALED_LIKELIHOODS:
+        if trained.likelihood == "gaussian":
             model.log_scale.assign(trained.log_scale)
         return model
 

@@ -11,8 +11,9 @@ from keras_gen.models import base, inputs, networks, noise
 tfd = tfp.distributions
 
 LIKELIHOODS = ("bernoulli", "gaussian", "discretized_gaussian")
-# Likelihoods whose pixel scale is a learned weight, log_scale.
-SCALED_LIKELIHOODS = ("gaussian", "discretized_gaussian")
+# The smallest pixel scale of the discretized Gaussian, in [0, 1] units (a quarter
+# of a level): a pixel's mass can near 1 on its level, never a point mass.
+MIN_PIXEL_SCALE = 1e-3
 # Levels of an 8-bit pixel, 0 to LEVELS - 1, stored in [0, 1] as level / (LEVELS - 1).
 LEVELS = 256
 # network -> (encoder builder, decoder builder), each (image_shape, widths, latent_dim).
@@ -42,10 +43,10 @@ class VAE(base.LatentFamily):
         filters: widths of the encoder's hidden layers (the decoder mirrors them):
             stride-2 convolutions, or Dense layers with network="mlp".
         likelihood: "bernoulli" for binarized images; "discretized_gaussian" for
-            8-bit ones (each level gets the mass a Gaussian puts on its bin, so
-            -log p(x) is a code length, comparable in bits/dim with discrete
-            models'); "gaussian" for continuous ones, a density. The pixel scale
-            of both Gaussians is learned.
+            8-bit ones (each level gets the mass a Gaussian puts on its bin, its
+            mean and scale decoded per pixel, so -log p(x) is a code length,
+            comparable in bits/dim with discrete models'); "gaussian" for
+            continuous ones, a density with one learned pixel scale.
         beta: weight of the KL term; beta > 1 is a beta-VAE (Higgins et al. 2017).
         network: "convolutional", or "mlp" for fully connected layers with
             LeakyReLU (the articles' VAE).
@@ -103,7 +104,7 @@ class VAE(base.LatentFamily):
         self.dp_clip = dp_clip
         self.dp_noise = dp_noise
         self.encoder, self.decoder = self._build_networks()
-        if likelihood in SCALED_LIKELIHOODS:
+        if likelihood == "gaussian":
             self.log_scale = self.add_weight(
                 shape=(), initializer="zeros", name="log_scale"
             )
@@ -115,8 +116,16 @@ class VAE(base.LatentFamily):
         build_encoder, build_decoder = NETWORKS[self.network]
         return (
             build_encoder(self.image_shape, self.filters, self.latent_dim),
-            build_decoder(self.image_shape, self.filters, self.latent_dim),
+            build_decoder(self._decoded_shape, self.filters, self.latent_dim),
         )
+
+    @property
+    def _decoded_shape(self) -> tuple[int, int, int]:
+        """The decoder's output: a parameter per pixel, two (mean and scale) for
+        the discretized Gaussian."""
+        height, width, channels = self.image_shape
+        per_pixel = 2 if self.likelihood == "discretized_gaussian" else 1
+        return height, width, channels * per_pixel
 
     def _encoder_inputs(self, images, labels):
         """What the encoder reads; a conditional subclass adds its labels."""
@@ -291,7 +300,9 @@ class VAE(base.LatentFamily):
         if self.likelihood == "bernoulli":
             pixels = tfd.Bernoulli(logits=outputs, dtype=tf.float32)
         elif self.likelihood == "discretized_gaussian":
-            return EightBitImages(tf.sigmoid(outputs), tf.exp(self.log_scale))
+            means, raw_scales = tf.split(outputs, 2, axis=-1)
+            scales = tf.nn.softplus(raw_scales) + MIN_PIXEL_SCALE
+            return EightBitImages(tf.sigmoid(means), scales)
         else:
             pixels = tfd.Normal(tf.sigmoid(outputs), tf.exp(self.log_scale))
         return tfd.Independent(pixels, reinterpreted_batch_ndims=3)
@@ -409,19 +420,19 @@ class VAE(base.LatentFamily):
 
 
 class EightBitImages:
-    """p(x|z) over 8-bit images: each pixel's level gets the mass that
-    Normal(mean, scale) puts on its bin of width 1 / 255 (the edge bins take the
-    tails), so log_prob is a log-probability, not a density.
+    """p(x|z) over 8-bit images: each pixel's level gets the mass that its
+    Normal(mean, scale) puts on the level's bin of width 1 / 255 (the edge bins
+    take the tails), so log_prob is a log-probability, not a density.
 
     Images are in [0, 1] as level / 255; log_prob scores the nearest levels.
     """
 
-    def __init__(self, means, scale):
+    def __init__(self, means, scales):
         top = float(LEVELS - 1)
         # Level k is ceil(X) for X ~ Normal(top * mean - 0.5, top * scale): the
         # mass of Normal(mean, scale) on [(k - 0.5) / top, (k + 0.5) / top].
         levels = tfd.QuantizedDistribution(
-            tfd.Normal(top * means - 0.5, top * scale), low=0.0, high=top
+            tfd.Normal(top * means - 0.5, top * scales), low=0.0, high=top
         )
         self._levels = tfd.Independent(levels, reinterpreted_batch_ndims=3)
         self._means = means
