@@ -30,7 +30,7 @@ class ConditionalVAE(VAE):
     Example:
         model = keras_gen.ConditionalVAE(
             keras_gen.data.class_names("faces"),
-            image_shape=(64, 64, 3), likelihood="gaussian",
+            image_shape=(64, 64, 3), likelihood="discretized_gaussian",
         )
         model.compile(optimizer="adam")
         model.fit(images, labels, batch_size=64, epochs=10)
