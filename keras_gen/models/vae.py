@@ -14,8 +14,8 @@ LIKELIHOODS = ("bernoulli", "gaussian", "discretized_gaussian")
 # The smallest pixel scale of the discretized Gaussian, in [0, 1] units (a quarter
 # of a level): a pixel's mass can near 1 on its level, never a point mass.
 MIN_PIXEL_SCALE = 1e-3
-# Levels of an 8-bit pixel, 0 to LEVELS - 1, stored in [0, 1] as level / (LEVELS - 1).
-LEVELS = 256
+# The top level of an 8-bit pixel: levels 0 to 255, stored in [0, 1] as level / 255.
+TOP_LEVEL = 255.0
 # network -> (encoder builder, decoder builder), each (image_shape, widths, latent_dim).
 NETWORKS = {
     "convolutional": (networks.build_encoder, networks.build_decoder),
@@ -428,27 +428,26 @@ class EightBitImages:
     """
 
     def __init__(self, means, scales):
-        top = float(LEVELS - 1)
-        # Level k is ceil(X) for X ~ Normal(top * mean - 0.5, top * scale): the
-        # mass of Normal(mean, scale) on [(k - 0.5) / top, (k + 0.5) / top].
+        # Level k is ceil(X) for X ~ Normal(255 * mean - 0.5, 255 * scale): the
+        # mass of Normal(mean, scale) on [(k - 0.5) / 255, (k + 0.5) / 255].
         levels = tfd.QuantizedDistribution(
-            tfd.Normal(top * means - 0.5, top * scales), low=0.0, high=top
+            tfd.Normal(TOP_LEVEL * means - 0.5, TOP_LEVEL * scales),
+            low=0.0,
+            high=TOP_LEVEL,
         )
         self._levels = tfd.Independent(levels, reinterpreted_batch_ndims=3)
         self._means = means
 
     def log_prob(self, images) -> tf.Tensor:
         """log p(x) in nats per image."""
-        return self._levels.log_prob(tf.round(images * (LEVELS - 1)))
+        return self._levels.log_prob(tf.round(images * TOP_LEVEL))
 
     def sample(self, seed=None) -> tf.Tensor:
-        return self._levels.sample(seed=seed) / (LEVELS - 1)
+        return self._levels.sample(seed=seed) / TOP_LEVEL
 
     def mode(self) -> tf.Tensor:
-        """The likeliest image: each pixel the level nearest its mean."""
-        return tf.round(tf.clip_by_value(self._means, 0.0, 1.0) * (LEVELS - 1)) / (
-            LEVELS - 1
-        )
+        """The likeliest image: each pixel the level nearest its mean (in (0, 1))."""
+        return tf.round(self._means * TOP_LEVEL) / TOP_LEVEL
 
 
 def _check_privacy(dp_clip, dp_noise) -> None:
