@@ -103,6 +103,9 @@ CARD_SCHEMA: dict[str, tuple[bool, Kind]] = {
     "data.terms": (REQUIRED, TEXT),
     "data.labels": (OPTIONAL, FLAG),
     "data.binarize": (OPTIONAL, FLAG),
+    # Preset name -> weights sha256 of the generators whose samples a model was
+    # trained on or measured with (detector_faces).
+    "data.generators": (OPTIONAL, OBJECT),
     "training": (REQUIRED, OBJECT),
     "training.epochs": (REQUIRED, POSITIVE_INTEGER),
     "training.batch_size": (REQUIRED, POSITIVE_INTEGER),

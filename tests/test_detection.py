@@ -175,3 +175,16 @@ def test_keras_gen_train_refuses_a_preset_its_card_says_a_tool_makes():
     assert recipe["training"]["made_by"] == "python tools/detector.py"
     with pytest.raises(ValueError, match="make it with python tools/detector.py"):
         training._check_trainable(recipe)
+
+
+def test_detector_faces_was_made_from_the_shipped_generators():
+    """A retrained generator draws other samples: the detector's numbers stop holding."""
+    made_from = zoo.card("detector_faces")["data"]["generators"]
+    assert set(made_from) == {"dcgan_faces", "cvae_faces", "wgan_gp_faces"}
+    shipped = {
+        name: zoo.card(name)["weights"][zoo.WEIGHTS]["sha256"] for name in made_from
+    }
+    assert made_from == shipped, (
+        "a generator changed since detector_faces was made: run python "
+        "tools/detector.py --data ../shared/data/faces64.tar --output zoo/detector_faces"
+    )

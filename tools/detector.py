@@ -150,8 +150,10 @@ def preset_card(model, args, command: str, wall_time_s: float, metrics) -> dict:
                 f"(seed {TRAIN_SAMPLES_SEED}, classes cycled for cvae_faces) labelled "
                 "synthetic, each made 8-bit and JPEG-encoded at quality "
                 f"{detection.JPEG_QUALITY}, 4:4:4, as the real files are. UTKFace's "
-                "age and gender labels are not used."
+                "age and gender labels are not used. `generators` names the "
+                "weights (sha256) of every generator trained on or measured."
             ),
+            "generators": generator_weights(),
             "terms": TERMS,
         },
         "training": {
@@ -171,6 +173,14 @@ def preset_card(model, args, command: str, wall_time_s: float, metrics) -> dict:
             for key, values in history.items()
         ]
         + metrics,
+    }
+
+
+def generator_weights() -> dict[str, str]:
+    """The sha256 of each generator's weights: the detector's numbers hold for
+    these samples, and a retrained generator gives others."""
+    return {
+        name: zoo.card(name)["weights"][zoo.WEIGHTS]["sha256"] for name in SEEN + UNSEEN
     }
 
 
