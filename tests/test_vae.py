@@ -253,3 +253,42 @@ def test_likelihood_is_declared_as_the_bound_it_is():
     )
     with pytest.raises(base.CapabilityError, match="VAE cannot take conditions"):
         model.generate(2, digit=1)
+
+
+def conv(inputs, outputs, kernel=3):
+    return kernel * kernel * inputs * outputs + outputs
+
+
+def test_residual_networks_add_two_convolutions_per_resolution():
+    model = tiny.vae(network="residual", filters=(4, 6))  # 8x8 -> 4x4 -> 2x2
+    plain = tiny.vae(filters=(4, 6))
+    blocks = 2 * conv(4, 4) + 2 * conv(6, 6)
+    assert model.encoder.count_params() == plain.encoder.count_params() + blocks
+    assert model.decoder.count_params() == plain.decoder.count_params() + blocks
+
+
+def test_residual_networks_with_zero_branches_are_the_convolutional_ones():
+    """A block whose second convolution is zero gives relu(x) = x (x comes out of
+    a ReLU), so the networks reduce to the plain ones holding the same weights."""
+    model = tiny.vae(network="residual", filters=(4, 6))
+    plain = tiny.vae(filters=(4, 6))
+    rng = np.random.default_rng(0)
+    for network, reference, inputs in [
+        (model.encoder, plain.encoder, rng.random((3, 8, 8, 1))),
+        (model.decoder, plain.decoder, rng.normal(size=(3, 3))),
+    ]:
+        layers, in_blocks = network.layers, set()
+        for index, layer in enumerate(layers):
+            if isinstance(layer, keras.layers.Add):
+                first, second = layers[index - 2], layers[index - 1]
+                assert isinstance(first, keras.layers.Conv2D)
+                assert isinstance(second, keras.layers.Conv2D)
+                second.set_weights([np.zeros_like(w) for w in second.get_weights()])
+                in_blocks |= {first.name, second.name}
+        kept = [l for l in layers if l.weights and l.name not in in_blocks]
+        twins = [l for l in reference.layers if l.weights]
+        assert len(in_blocks) == 4 and len(kept) == len(twins)
+        for layer, twin in zip(kept, twins, strict=True):
+            twin.set_weights(layer.get_weights())
+        inputs = inputs.astype("float32")
+        np.testing.assert_allclose(network(inputs), reference(inputs), atol=1e-6)

@@ -305,6 +305,9 @@ FAMILIES = {
     ),
     "VAE": Family(make=lambda **kw: vae(beta=2.0, **kw), compile=_compile_one),
     "VAE (mlp)": Family(make=mlp_vae, compile=_compile_one),
+    "VAE (residual)": Family(
+        make=lambda **kw: vae(network="residual", **kw), compile=_compile_one
+    ),
     "VAE (DP-SGD)": Family(
         make=lambda **kw: vae(dp_clip=1.0, dp_noise=0.5, **kw), compile=_compile_one
     ),

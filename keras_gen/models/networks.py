@@ -392,6 +392,39 @@ def build_encoder(image_shape, filters, latent_dim: int) -> keras.Sequential:
 
 def build_decoder(image_shape, filters, latent_dim: int) -> keras.Sequential:
     """Latents -> per-pixel parameters (Bernoulli logits or Gaussian means)."""
+    layers = _decoder_layers(image_shape, filters)
+    return keras.Sequential([keras.Input((latent_dim,)), *layers], name="decoder")
+
+
+def build_residual_encoder(image_shape, filters, latent_dim: int) -> keras.Model:
+    """build_encoder with a residual block after each stride-2 convolution: twice
+    the depth at each resolution, and an identity path that keeps it trainable."""
+    images = keras.Input(image_shape)
+    x = images
+    for width in filters:
+        x = keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")(
+            x
+        )
+        x = _residual_block(x, width)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(2 * latent_dim, dtype="float32")(x)
+    return keras.Model(images, outputs, name="encoder")
+
+
+def build_residual_decoder(image_shape, filters, latent_dim: int) -> keras.Model:
+    """build_decoder with a residual block after each stride-2 transposed convolution."""
+    latents = keras.Input((latent_dim,))
+    x = latents
+    for layer in _decoder_layers(image_shape, filters):
+        x = layer(x)
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            x = _residual_block(x, layer.filters)
+    return keras.Model(latents, x, name="decoder")
+
+
+def _decoder_layers(image_shape, filters) -> list:
+    """Dense to the lowest resolution, a stride-2 transposed convolution per width
+    (mirroring the encoder), and a 3x3 convolution to the per-pixel parameters."""
     height, width, channels = image_shape
     scale = 2 ** len(filters)
     if height % scale or width % scale:
@@ -399,7 +432,6 @@ def build_decoder(image_shape, filters, latent_dim: int) -> keras.Sequential:
             f"image_shape {tuple(image_shape)} must be divisible by 2**len(filters) = {scale}"
         )
     layers = [
-        keras.Input((latent_dim,)),
         keras.layers.Dense(
             height // scale * width // scale * filters[-1], activation="relu"
         ),
@@ -412,7 +444,14 @@ def build_decoder(image_shape, filters, latent_dim: int) -> keras.Sequential:
             )
         )
     layers.append(keras.layers.Conv2D(channels, 3, padding="same", dtype="float32"))
-    return keras.Sequential(layers, name="decoder")
+    return layers
+
+
+def _residual_block(x, width: int):
+    """relu(x + conv(relu(conv(x)))), 3x3 convolutions keeping the width."""
+    h = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(x)
+    h = keras.layers.Conv2D(width, 3, padding="same")(h)
+    return keras.layers.ReLU()(keras.layers.Add()([x, h]))
 
 
 # The classifier's.

@@ -20,6 +20,7 @@ TOP_LEVEL = 255.0
 NETWORKS = {
     "convolutional": (networks.build_encoder, networks.build_decoder),
     "mlp": (networks.build_mlp_encoder, networks.build_mlp_decoder),
+    "residual": (networks.build_residual_encoder, networks.build_residual_decoder),
 }
 # Importance samples K of negative_log_likelihood's default: what evaluate reports.
 IMPORTANCE_SAMPLES = 100
@@ -48,8 +49,10 @@ class VAE(base.LatentFamily):
             comparable in bits/dim with discrete models'); "gaussian" for
             continuous ones, a density with one learned pixel scale.
         beta: weight of the KL term; beta > 1 is a beta-VAE (Higgins et al. 2017).
-        network: "convolutional", or "mlp" for fully connected layers with
-            LeakyReLU (the articles' VAE).
+        network: "convolutional"; "residual", the same with a residual block of
+            two 3x3 convolutions at each resolution (a deeper decoder, for
+            likelihood); or "mlp" for fully connected layers with LeakyReLU (the
+            articles' VAE).
         dp_clip: train by DP-SGD (`keras_gen.privacy`): each example's gradient
             clipped to this norm. None trains as usual.
         dp_noise: DP-SGD's noise multiplier: Gaussian noise of standard deviation
