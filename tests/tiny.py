@@ -308,6 +308,9 @@ FAMILIES = {
     "VAE (residual)": Family(
         make=lambda **kw: vae(network="residual", **kw), compile=_compile_one
     ),
+    "VAE (IWAE)": Family(
+        make=lambda **kw: vae(training_samples=3, **kw), compile=_compile_one
+    ),
     "VAE (DP-SGD)": Family(
         make=lambda **kw: vae(dp_clip=1.0, dp_noise=0.5, **kw), compile=_compile_one
     ),
