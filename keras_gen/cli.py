@@ -667,7 +667,8 @@ def _add_train(commands):
     train.add_argument(
         "--mixed-precision",
         action="store_true",
-        help="float16 compute with loss scaling (for GPUs)",
+        help="compute in bfloat16 on CPUs, float16 with loss scaling on GPUs "
+        "(variables, losses and the measured copy stay float32)",
     )
     train.add_argument(
         "--checkpoint-every",

@@ -494,14 +494,15 @@ def train(
     train_images, train_labels = _training_data(recipe["data"], splits)
     settings = _settings(preset, recipe, train_images, train_labels, distribution)
     settings.update(seed=seed, batch_size=batch_size, epochs=epochs)
-    settings.update(mixed_precision=mixed_precision, eval_every=eval_every)
+    settings.update(mixed_precision=mixed_precision and mixed_precision_policy())
+    settings["eval_every"] = eval_every
     settings["eval_samples"] = eval_samples
     settings["steps_per_epoch"] = _steps_per_epoch(
         steps_per_epoch, batch_size, train_images, recipe
     )
     chief = is_chief(distribution)
     with exclusive(output) if chief else contextlib.nullcontext():
-        model = _build(recipe, seed, distribution, mixed_precision)
+        model = _build(recipe, seed, distribution, settings["mixed_precision"])
         folder = output.with_name(output.name + ".train-state")
         state = _TrainingState(folder, checkpoint_every, chief, identity=settings)
         curve = None  # measured on the chief only, as the preset is
@@ -681,12 +682,21 @@ def _data_identity(spec, images, labels):
     }
 
 
-def _build(recipe, seed, distribution, mixed_precision):
-    """The recipe's compiled model, created in the strategy's scope."""
+def mixed_precision_policy() -> str:
+    """float16 with loss scaling on GPUs; bfloat16 on CPUs, whose bfloat16
+    instructions (AVX512-BF16, AMX) run it, where float16 would be emulated."""
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_float16"
+    return "mixed_bfloat16"
+
+
+def _build(recipe, seed, distribution, mixed_precision: str | bool):
+    """The recipe's compiled model, created in the strategy's scope, computing in
+    the `mixed_precision` policy if given (variables and losses stay float32)."""
     keras.utils.set_random_seed(seed)
     policy = keras.mixed_precision.global_policy()
-    if mixed_precision:  # float16 compute for GPUs; variables and losses stay float32
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy(mixed_precision)
     try:
         with distribution.scope():
             model = zoo.build(recipe)

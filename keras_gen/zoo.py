@@ -78,6 +78,10 @@ SHA256 = Kind(
     "a sha256: 64 lowercase hex digits",
     lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None,
 )
+POLICY = Kind(
+    'false, true, "mixed_float16" or "mixed_bfloat16"',
+    lambda v: isinstance(v, bool) or v in ("mixed_float16", "mixed_bfloat16"),
+)
 FILE_NAME = Kind('a file name in the preset folder (no "/", not "..")', _is_file_name)
 
 REQUIRED, OPTIONAL = True, False
@@ -126,7 +130,9 @@ CARD_SCHEMA: dict[str, tuple[bool, Kind]] = {
     "trained.batch_size": (REQUIRED, POSITIVE_INTEGER),
     "trained.seed": (REQUIRED, INTEGER),
     "trained.replicas": (OPTIONAL, POSITIVE_INTEGER),
-    "trained.mixed_precision": (OPTIONAL, FLAG),
+    # The policy it computed in, or false; true from before bfloat16 was chosen
+    # on CPUs meant mixed_float16.
+    "trained.mixed_precision": (OPTIONAL, POLICY),
     "trained.wall_time_s": (REQUIRED, NUMBER),
     "trained.hardware": (REQUIRED, TEXT),
     "trained.tensorflow": (REQUIRED, TEXT),
