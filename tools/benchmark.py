@@ -4,7 +4,8 @@ Training (images/s, after warm-up steps): `model.fit` against a hand-written
 `tf.function` loop calling the model's own `train_step` (the same networks and math,
 without fit's machinery; fit should keep >= 0.95 of it), for DCGAN and VAE also
 against a loop of their math written out by hand, `fit` with `jit_compile=True`
-(XLA), and for DCGAN a PyTorch loop of the same algorithm on the same networks
+(XLA), `fit` in the mixed precision of `keras-gen train --mixed-precision` (bfloat16
+on CPUs), and for DCGAN a PyTorch loop of the same algorithm on the same networks
 (their outputs checked equal to Keras's on copied weights).
 
 Sampling (ms per image, median, runtimes interleaved so drift hits all alike), at
@@ -48,7 +49,7 @@ sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests")]
 import tiny
 from model_cards import replace_between
 
-from keras_gen import _files, export, zoo
+from keras_gen import _files, export, training, zoo
 from keras_gen.models import base
 
 BEGIN = "<!-- benchmark table: tools/benchmark.py -->"
@@ -75,7 +76,7 @@ THREADS = os.cpu_count() or 1
 
 
 # What `--skip` can leave out (each needs its own compiler or package).
-OPTIONAL = ("xla", "torch", "litert", "onnxruntime")
+OPTIONAL = ("xla", "mixed", "torch", "litert", "onnxruntime")
 # Slow steps (a WGAN-GP step takes seconds) are still timed over this many.
 MIN_TIMED_STEPS = 8
 # Below this, fit's fixed cost a call shows; such families are also timed with fit
@@ -142,12 +143,18 @@ def _dataset(setup: dict, model) -> tf.data.Dataset:
     )
 
 
-def _fresh(setup: dict, jit_compile: bool = False, per_call: int = 1):
-    """A new compiled model, the same weights every time (seeded); with XLA or
-    `per_call` steps per fit call, recompiled keeping the family's own optimizers."""
+def _fresh(setup: dict, jit_compile=False, per_call=1, policy: str | None = None):
+    """A new compiled model, the same weights every time (seeded), computing in
+    the dtype `policy` if given; with XLA or `per_call` steps per fit call,
+    recompiled keeping the family's own optimizers."""
     keras.utils.set_random_seed(0)
-    model = setup["make"]()
-    setup["compile"](model)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy or previous)
+    try:
+        model = setup["make"]()
+        setup["compile"](model)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     if jit_compile or per_call != 1:
         model.compile(
             **{name: getattr(model, name) for name in _optimizer_names(model)},
@@ -180,10 +187,10 @@ class _StepClock(keras.callbacks.Callback):
             self.end, self.steps = time.perf_counter(), batch - self.started_after
 
 
-def _fit_timer(setup, settings, steps, jit_compile=False, per_call=1):
+def _fit_timer(setup, settings, steps, jit_compile=False, per_call=1, policy=None):
     """A function timing `fit` on one model kept across rounds (only the first round
     traces): images/s over `steps` steps after the warm-up ones."""
-    model = _fresh(setup, jit_compile, per_call)
+    model = _fresh(setup, jit_compile, per_call, policy)
     dataset = _dataset(setup, model)
     warmup = max(settings.warmup_steps, per_call)  # at least one whole call
 
@@ -267,6 +274,10 @@ def measure_training(name: str, setup: dict, settings: Settings) -> dict:
             images_per_second["fit_xla"] = max(xla() for _ in range(2))
     except Exception as error:  # noqa: BLE001  (what XLA refuses is a result)
         errors["fit_xla"] = _one_line(error)
+    if "mixed" not in settings.skip:  # what keras-gen train --mixed-precision runs
+        policy = training.mixed_precision_policy()
+        mixed = _fit_timer(setup, settings, steps, policy=policy)
+        images_per_second["fit_mixed_precision"] = max(mixed() for _ in range(2))
     if name == "DCGAN" and "torch" not in settings.skip:
         try:
             torch_rate, parity = torch_dcgan_rate(setup, settings, steps)
@@ -774,9 +785,9 @@ def tables(report: dict) -> str:
         "",
         (
             "| family (model) | fit / train_step loop | fit / hand-written math "
-            "| XLA fit / fit | PyTorch / fit |"
+            "| XLA fit / fit | mixed-precision fit / fit | PyTorch / fit |"
         ),
-        "| --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, entry in report["families"].items():
         lines.append(
@@ -789,10 +800,11 @@ def tables(report: dict) -> str:
 
 
 def _training_cells(entry: dict) -> list[str]:
-    """fit / loop, fit / hand math, XLA / fit, PyTorch / fit; "fails" where XLA
-    refused the family, the error where the family could not be measured."""
+    """fit / loop, fit / hand math, XLA / fit, mixed precision / fit, PyTorch /
+    fit; "fails" where XLA refused the family, the error where the family could not
+    be measured."""
     if "training" not in entry:
-        return [f"failed: {entry.get('error', 'unknown error')}", "", "", ""]
+        return [f"failed: {entry.get('error', 'unknown error')}", "", "", "", ""]
     rates = entry["training"]["images_per_second"]
     refused = entry["training"].get("not_measured", {})
     fit = _ratio(rates["fit"], rates["train_step_loop"])
@@ -803,6 +815,7 @@ def _training_cells(entry: dict) -> list[str]:
         fit,
         _ratio(rates["fit"], rates.get("hand_math_loop")),
         "fails" if "fit_xla" in refused else _ratio(rates.get("fit_xla"), rates["fit"]),
+        _ratio(rates.get("fit_mixed_precision"), rates["fit"]),
         _ratio(rates.get("torch"), rates["fit"]),
     ]
 
