@@ -291,10 +291,18 @@ def test_heads_left_out_cycle_and_heads_given_none_are_null(model):
 # --- Training ------------------------------------------------------------------------
 
 
-def test_a_few_training_steps_lower_the_loss_of_both_networks():
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_a_few_training_steps_lower_the_loss_of_both_networks(policy):
+    """Also in bfloat16, what keras-gen train --mixed-precision uses on CPUs; the
+    networks' outputs stay float32 there."""
     keras.utils.set_random_seed(0)
-    model = tiny.diffusion(ema_decay=0.9)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = tiny.diffusion(ema_decay=0.9)
+        model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.denoiser.outputs[0].dtype == "float32"
     rng = np.random.default_rng(0)
     labels = tiny.labels_for(model.conditions, 64)
     # Images whose brightness is their age class: easy to learn.

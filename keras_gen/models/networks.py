@@ -960,8 +960,9 @@ def build_denoising_unet(
             x = keras.layers.Conv2D(widths[level - 1], 3, padding="same")(x)
     x = keras.layers.GroupNormalization(groups)(x)
     x = keras.layers.Activation("swish")(x)
+    # float32 under a mixed-precision policy: the loss compares it with unit noise.
     output = keras.layers.Conv2D(
-        image_shape[-1], 3, padding="same", kernel_initializer="zeros"
+        image_shape[-1], 3, padding="same", kernel_initializer="zeros", dtype="float32"
     )(x)
     return keras.Model(network_inputs, output, name=name)
 
