@@ -280,9 +280,10 @@ def _steps_tradeoff(run: _Run, extractor, reference_features, default_features):
     steps cost in quality and save in time. `default_features` are those of the
     samples already drawn at the model's default steps."""
     reference = metrics.FeatureStatistics().update(reference_features)
+    with progress.showing(False):  # one graph serves every step count: warm it once
+        run.model.generate(TIMED_SAMPLES, seed=run.seed, steps=1)
     for steps in (s for s in SAMPLING_STEPS if s <= run.model.timesteps):
         with progress.showing(False):
-            run.model.generate(TIMED_SAMPLES, seed=run.seed, steps=steps)  # warm-up
             start = time.perf_counter()
             run.model.generate(TIMED_SAMPLES, seed=run.seed, steps=steps)
             seconds = time.perf_counter() - start
