@@ -495,8 +495,7 @@ def train(
     settings = _settings(preset, recipe, train_images, train_labels, distribution)
     settings.update(seed=seed, batch_size=batch_size, epochs=epochs)
     settings.update(mixed_precision=mixed_precision and mixed_precision_policy())
-    settings["eval_every"] = eval_every
-    settings["eval_samples"] = eval_samples
+    settings.update(eval_every=eval_every, eval_samples=eval_samples)
     settings["steps_per_epoch"] = _steps_per_epoch(
         steps_per_epoch, batch_size, train_images, recipe
     )

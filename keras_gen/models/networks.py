@@ -920,19 +920,12 @@ def build_denoising_unet(
     """
     noisy = keras.Input(image_shape, name="noisy_images")
     timesteps = keras.Input((), dtype="int32", name="timesteps")
-    network_inputs = [noisy, timesteps]
-    embedding_width = 4 * widths[0]
-    embedding = SinusoidalEmbedding(time_embedding_dim)(timesteps)
-    embedding = keras.layers.Dense(embedding_width, activation="swish")(embedding)
-    embedding = keras.layers.Dense(embedding_width)(embedding)
-    if class_counts:
-        labels = keras.Input((len(class_counts),), dtype="int32", name="labels")
-        network_inputs.append(labels)
-        for head, count in enumerate(class_counts):
-            embedding = embedding + keras.layers.Embedding(count + 1, embedding_width)(
-                labels[:, head]
-            )
-    embedding = keras.layers.Activation("swish")(embedding)
+    heads = [len(class_counts)] if class_counts else []  # one labels input, or none
+    labels = [keras.Input((n,), dtype="int32", name="labels") for n in heads]
+    network_inputs = [noisy, timesteps, *labels]
+    embedding = _step_embedding(
+        network_inputs, class_counts, 4 * widths[0], time_embedding_dim
+    )
 
     def attends(level):
         return level >= len(widths) - attention_levels
@@ -965,6 +958,20 @@ def build_denoising_unet(
         image_shape[-1], 3, padding="same", kernel_initializer="zeros", dtype="float32"
     )(x)
     return keras.Model(network_inputs, output, name=name)
+
+
+def _step_embedding(network_inputs, class_counts, width: int, time_dim: int):
+    """The timestep's sinusoidal embedding through two Dense layers, plus each
+    head's class embedding (one more row: its null class), through swish."""
+    timesteps, labels = network_inputs[1], network_inputs[2:]
+    embedding = SinusoidalEmbedding(time_dim)(timesteps)
+    embedding = keras.layers.Dense(width, activation="swish")(embedding)
+    embedding = keras.layers.Dense(width)(embedding)
+    for head, count in enumerate(class_counts or ()):
+        embedding = embedding + keras.layers.Embedding(count + 1, width)(
+            labels[0][:, head]
+        )
+    return keras.layers.Activation("swish")(embedding)
 
 
 def _time_residual_block(x, embedding, width: int, groups: int):
