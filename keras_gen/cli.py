@@ -361,6 +361,8 @@ def _command_evaluate(args, argv):
         zoo.record_metrics(args.preset, report["metrics"], command)
         if model.can(base.TRANSLATION):
             _record_translation_figure(args.preset, model, spec, splits)
+        if drawn := zoo.steps_tradeoff_figure(zoo.card(args.preset)):
+            zoo.record_figure(args.preset, drawn[0], *drawn[1])
 
 
 def _record_translation_figure(preset, model, spec, splits):

@@ -103,22 +103,28 @@ _PLOT_MARGINS = {"left": 90, "right": 24, "top": 44, "bottom": 60}
 _INK, _GRID, _LINE = (0, 0, 0), (225, 225, 225), (31, 119, 180)
 
 
-def line_plot(xs, ys, x_label: str, y_label: str) -> np.ndarray:
+def line_plot(
+    xs, ys, x_label: str, y_label: str, point_labels: list[str] | None = None
+) -> np.ndarray:
     """A line through the points (xs, ys) on labelled axes: RGB in [0, 1], (H, W, 3).
 
     Pillow (a TensorBoard dependency) draws it, as it encodes GIFs: keras_gen needs
     one plain plot, not a plotting library. The x axis starts at 0 (epochs, steps);
     points that are not finite are left out; `y_label` is written above the axes.
+    `point_labels` are written beside their points, and the x axis then has round
+    ticks instead of one at each point.
     """
     from PIL import Image, ImageDraw, ImageFont
 
     xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
     finite = np.isfinite(xs) & np.isfinite(ys)
     xs, ys = xs[finite], ys[finite]
+    labels = np.asarray(point_labels or [""] * len(finite), object)[finite]
     image = Image.new("RGB", (PLOT_WIDTH, PLOT_HEIGHT), "white")
     draw, font = ImageDraw.Draw(image), ImageFont.load_default(size=14)
     box = _plot_box()
-    x_range = (0.0, 1.04 * float(xs.max()) if len(xs) and xs.max() > 0 else 1.0)
+    room = 1.15 if point_labels else 1.04  # labels are written right of their points
+    x_range = (0.0, room * float(xs.max()) if len(xs) and xs.max() > 0 else 1.0)
     y_range = _padded_range(ys)
 
     def pixel(x, y):
@@ -128,15 +134,17 @@ def line_plot(xs, ys, x_label: str, y_label: str) -> np.ndarray:
     for y in y_ticks:
         draw.line([pixel(x_range[0], y), pixel(x_range[1], y)], fill=_GRID)
         _text(draw, (box[0] - 8, pixel(0, y)[1]), f"{y:.{decimals}f}", font, "right")
-    for x in _x_ticks(xs, x_range):
+    x_ticks = _round_ticks(*x_range)[0] if point_labels else _x_ticks(xs, x_range)
+    for x in x_ticks:
         draw.line([pixel(x, y_range[0]), pixel(x, y_range[1])], fill=_GRID)
         _text(draw, (pixel(x, 0)[0], box[3] + 6), f"{x:g}", font, "top")
     draw.rectangle(box, outline=_INK)
     points = [pixel(x, y) for x, y in zip(xs, ys)]
     if len(points) > 1:
         draw.line(points, fill=_LINE, width=2)
-    for x, y in points:
+    for (x, y), label in zip(points, labels):
         draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=_LINE)
+        _text(draw, (x + 6, max(y - 18, box[1] + 2)), label, font, "top left")
     _text(draw, (8, 12), y_label, font, "top left")
     _text(draw, ((box[0] + box[2]) / 2, PLOT_HEIGHT - 24), x_label, font, "top")
     return np.asarray(image, np.float32) / 255.0

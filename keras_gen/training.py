@@ -495,6 +495,7 @@ def train(
     settings = _settings(preset, recipe, train_images, train_labels, distribution)
     settings.update(seed=seed, batch_size=batch_size, epochs=epochs)
     settings.update(mixed_precision=mixed_precision and mixed_precision_policy())
+    _warn_if_emulated(settings["mixed_precision"])
     settings.update(eval_every=eval_every, eval_samples=eval_samples)
     settings["steps_per_epoch"] = _steps_per_epoch(
         steps_per_epoch, batch_size, train_images, recipe
@@ -687,6 +688,36 @@ def mixed_precision_policy() -> str:
     if tf.config.list_physical_devices("GPU"):
         return "mixed_float16"
     return "mixed_bfloat16"
+
+
+# CPU feature flags of bfloat16 arithmetic: x86's AVX512-BF16 and AMX, Arm's BF16.
+BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_runs_bfloat16() -> bool | None:
+    """Whether this CPU has bfloat16 instructions (Linux's cpuinfo says); None when
+    unknown. Without them bfloat16 is emulated and slower than float32, as
+    tools/benchmark.py's mixed-precision column shows on such a CPU."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return None
+    flags = re.findall(r"^(?:flags|Features)\s*:(.*)$", text, re.MULTILINE)
+    if not flags:
+        return None
+    return any(BFLOAT16_FLAGS & set(line.split()) for line in flags)
+
+
+def _warn_if_emulated(policy: str) -> None:
+    """Say that --mixed-precision slows training down on a CPU without bfloat16."""
+    if policy == "mixed_bfloat16" and cpu_runs_bfloat16() is False:
+        print(
+            "keras-gen: this CPU has no bfloat16 instructions (AVX512-BF16, AMX or Arm "
+            "BF16), so mixed precision is emulated and several times slower than "
+            "float32 here; train without --mixed-precision on this machine",
+            file=sys.stderr,
+        )
 
 
 def _build(recipe, seed, distribution, mixed_precision: str | bool):
@@ -923,6 +954,9 @@ def _measure_and_write(
         "metrics": metrics,
     }
     entries, figures = _figures(trained, recipe["data"], splits, output)
+    if drawn := zoo.steps_tradeoff_figure({"metrics": metrics}):
+        entries.append(drawn[0])
+        figures[drawn[0]["file"]] = drawn[1]
     if entries:
         trained_card["figures"] = entries
     if curve is not None:

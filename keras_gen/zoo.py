@@ -750,19 +750,36 @@ def _card_export(c: dict) -> builtins.list[str]:
 STEPS_FID = re.compile(r"FID \((?P<extractor>[^()]+)\), (?P<steps>\d+) sampling steps$")
 STEPS_SECONDS = re.compile(
     r"seconds to generate (?P<count>\d+) samples, (?P<steps>\d+) sampling steps"
+    r"(?: \((?P<machine>.+)\))?"
 )
+
+
+class _StepsTradeoff(NamedTuple):
+    """A diffusion card's metrics at each number of sampling steps."""
+
+    fids: dict  # steps -> FID
+    seconds: dict  # steps -> seconds for `count` samples
+    extractor: str | None
+    count: str | None
+    machine: str | None  # where the seconds were measured
+    command: str | None  # the command that measured the FIDs
+
+
+def _steps_tradeoff(c: dict) -> _StepsTradeoff:
+    fids, seconds, extractor, count, machine, command = {}, {}, None, None, None, None
+    for metric in c.get("metrics", []):
+        if found := STEPS_FID.match(metric["name"]):
+            fids[int(found["steps"])] = metric["value"]
+            extractor, command = found["extractor"], metric.get("command")
+        elif found := STEPS_SECONDS.match(metric["name"]):
+            seconds[int(found["steps"])] = metric["value"]
+            count, machine = found["count"], found["machine"]
+    return _StepsTradeoff(fids, seconds, extractor, count, machine, command)
 
 
 def _card_sampling_steps(c: dict) -> builtins.list[str]:
     """Quality against time over the sampling steps of a diffusion preset."""
-    fids, seconds, extractor, count = {}, {}, None, None
-    for metric in c.get("metrics", []):
-        if found := STEPS_FID.match(metric["name"]):
-            fids[int(found["steps"])] = metric["value"]
-            extractor = found["extractor"]
-        elif found := STEPS_SECONDS.match(metric["name"]):
-            seconds[int(found["steps"])] = metric["value"]
-            count = found["count"]
+    fids, seconds, extractor, count, _, _ = _steps_tradeoff(c)
     if not fids:
         return []
     lines = [
@@ -778,6 +795,35 @@ def _card_sampling_steps(c: dict) -> builtins.list[str]:
         for steps in sorted(fids)
     ]
     return lines + [""]
+
+
+STEPS_FIGURE = "sampling_steps.png"
+
+
+def steps_tradeoff_figure(c: dict) -> tuple[dict, tuple] | None:
+    """The figure of a card's FID against sampling time, a point per number of
+    sampling steps: (card entry, (images, columns)); None without two such points."""
+    fids, seconds, extractor, count, machine, command = _steps_tradeoff(c)
+    steps = sorted(set(fids) & set(seconds))
+    if len(steps) < 2:
+        return None
+    plot = images.line_plot(
+        [seconds[s] for s in steps],
+        [fids[s] for s in steps],
+        f"seconds to generate {count} samples" + (f" ({machine})" if machine else ""),
+        f"FID ({extractor})",
+        point_labels=[f"{s} steps" for s in steps],
+    )
+    entry = {
+        "file": STEPS_FIGURE,
+        "caption": (
+            "What fewer sampling steps save in time and cost in quality: FID "
+            f"({extractor}) against the seconds to generate {count} samples at "
+            f"{', '.join(map(str, steps))} steps, from the card's metrics."
+        ),
+        "command": command,
+    }
+    return entry, (plot[None], 1)
 
 
 PER_CLASS = re.compile(

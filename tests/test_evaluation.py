@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from keras_gen import evaluation, zoo
+from keras_gen.images import PLOT_HEIGHT, PLOT_WIDTH
 from keras_gen.models import DCGAN, ConditionalGAN, base
 
 
@@ -116,7 +117,9 @@ class StepReplay(Replay):
     def generate(self, num_samples, seed=None, steps=None):
         images = super().generate(num_samples, seed)
         noise = np.random.default_rng(seed).normal(size=images.shape)
-        scale = 2.0 / (steps or self.sampling_steps)
+        # Noise of 0.1 at 100 steps: the step counts' FIDs lie far apart (2, 8, 300
+        # here); 0.02 lay within the sampling spread of 200 samples on some CPUs.
+        scale = 10.0 / (steps or self.sampling_steps)
         return np.clip(images + scale * noise, 0, 1).astype("float32")
 
 
@@ -206,6 +209,13 @@ def test_a_model_sampling_in_steps_is_measured_at_each_step_count(
     table = zoo._card_sampling_steps({"metrics": report["metrics"]})
     assert f"| 10 | {fid[10]:.4g} |" in "\n".join(table)
     assert len([line for line in table if line.startswith("| ")]) == 2 + 4
+    # So does its figure of FID against time, which names the measuring command.
+    entry, (plot, columns) = zoo.steps_tradeoff_figure({"metrics": report["metrics"]})
+    assert entry["file"] == "sampling_steps.png" and entry["command"] == "the command"
+    assert "at 10, 25, 50, 100 steps" in entry["caption"]
+    assert plot.shape == (1, PLOT_HEIGHT, PLOT_WIDTH, 3) and columns == 1
+    without_times = [m for m in report["metrics"] if "seconds" not in m["name"]]
+    assert zoo.steps_tradeoff_figure({"metrics": without_times}) is None
 
 
 def test_per_class_samples_can_be_fewer_than_the_headline_samples(

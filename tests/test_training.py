@@ -18,7 +18,7 @@ import tensorflow as tf
 import tiny
 from test_zoo import TINY_CARD
 
-from keras_gen import _files, cli, data, zoo
+from keras_gen import _files, cli, data, training, zoo
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -437,13 +437,38 @@ def test_two_workers_on_loopback_train_in_sync_and_only_the_chief_writes(
     )
 
 
-@pytest.mark.parametrize("family", ["DCGAN", "VAE"])
+CPUINFO = {  # /proc/cpuinfo, cut to what cpu_runs_bfloat16 reads
+    "AVX2": "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n",
+    "AVX512-BF16": "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_tile\n",
+    "Arm BF16": "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n",
+    "Arm": "processor\t: 0\nFeatures\t: fp asimd evtstrm aes\n",
+    "no flags": "processor\t: 0\n",
+}
+
+
+@pytest.mark.parametrize(
+    "cpu, expected",
+    [("AVX2", False), ("AVX512-BF16", True), ("Arm BF16", True), ("Arm", False)]
+    + [("no flags", None), ("no file", None)],
+)
+def test_cpu_runs_bfloat16_reads_the_flags(tmp_path, monkeypatch, cpu, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    if cpu in CPUINFO:
+        cpuinfo.write_text(CPUINFO[cpu])
+    monkeypatch.setattr(training, "CPUINFO", cpuinfo)
+    assert training.cpu_runs_bfloat16() is expected
+
+
+@pytest.mark.parametrize("family, cpu", [("DCGAN", "AVX2"), ("VAE", "AVX512-BF16")])
 def test_mixed_precision_trains_in_bfloat16_here_and_stays_finite(
-    recipe, tmp_path, family
+    recipe, tmp_path, monkeypatch, capsys, family, cpu
 ):
+    """...and says that it is slower on a CPU without bfloat16 instructions."""
     folder, source = recipe
     if family == "VAE":
         vae_recipe(folder)
+    (tmp_path / "cpuinfo").write_text(CPUINFO[cpu])
+    monkeypatch.setattr(training, "CPUINFO", tmp_path / "cpuinfo")
     output = tmp_path / "mixed"
     argv = [
         "train",
@@ -462,6 +487,8 @@ def test_mixed_precision_trains_in_bfloat16_here_and_stays_finite(
     assert keras.mixed_precision.global_policy().name == "float32"  # restored
     card = zoo.card(output)
     assert card["trained"]["mixed_precision"] == "mixed_bfloat16"  # no GPU here
+    warned = "no bfloat16 instructions" in capsys.readouterr().err
+    assert warned == (cpu == "AVX2")
     assert all(np.isfinite(m["value"]) for m in card["metrics"])
     assert all(np.all(np.isfinite(w)) for w in zoo.load(output).get_weights())
 

@@ -1,4 +1,5 @@
-"""Rewrite every preset's README.md and README's zoo table from the cards.
+"""Rewrite every preset's README.md, the figures drawn from its metrics, and
+README's zoo table from the cards.
 
 Cards are the single source of truth: run this after editing or training a preset,
 never edit the generated parts by hand.   python tools/model_cards.py
@@ -121,6 +122,8 @@ def _headline(name: str) -> bool:
 
 def main() -> int:
     for name in zoo.list():
+        if drawn := zoo.steps_tradeoff_figure(zoo.card(name)):
+            zoo.record_figure(name, drawn[0], *drawn[1])
         _files.write_text(
             zoo.root() / name / "README.md", zoo.model_card(zoo.card(name))
         )
