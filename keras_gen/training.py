@@ -709,7 +709,7 @@ def cpu_runs_bfloat16() -> bool | None:
     return any(BFLOAT16_FLAGS & set(line.split()) for line in flags)
 
 
-def _warn_if_emulated(policy: str) -> None:
+def _warn_if_emulated(policy: str | bool) -> None:
     """Say that --mixed-precision slows training down on a CPU without bfloat16."""
     if policy == "mixed_bfloat16" and cpu_runs_bfloat16() is False:
         print(
