@@ -494,8 +494,7 @@ def train(
     train_images, train_labels = _training_data(recipe["data"], splits)
     settings = _settings(preset, recipe, train_images, train_labels, distribution)
     settings.update(seed=seed, batch_size=batch_size, epochs=epochs)
-    settings.update(mixed_precision=mixed_precision and mixed_precision_policy())
-    _warn_if_emulated(settings["mixed_precision"])
+    settings.update(mixed_precision=_mixed_precision(mixed_precision))
     settings.update(eval_every=eval_every, eval_samples=eval_samples)
     settings["steps_per_epoch"] = _steps_per_epoch(
         steps_per_epoch, batch_size, train_images, recipe
@@ -709,8 +708,10 @@ def cpu_runs_bfloat16() -> bool | None:
     return any(BFLOAT16_FLAGS & set(line.split()) for line in flags)
 
 
-def _warn_if_emulated(policy: str | bool) -> None:
-    """Say that --mixed-precision slows training down on a CPU without bfloat16."""
+def _mixed_precision(requested: bool) -> str | bool:
+    """The policy of --mixed-precision, or False without it; says that the policy
+    slows training down on a CPU without bfloat16 instructions."""
+    policy = requested and mixed_precision_policy()
     if policy == "mixed_bfloat16" and cpu_runs_bfloat16() is False:
         print(
             "keras-gen: this CPU has no bfloat16 instructions (AVX512-BF16, AMX or Arm "
@@ -718,6 +719,7 @@ def _warn_if_emulated(policy: str | bool) -> None:
             "float32 here; train without --mixed-precision on this machine",
             file=sys.stderr,
         )
+    return policy
 
 
 def _build(recipe, seed, distribution, mixed_precision: str | bool):
@@ -953,10 +955,7 @@ def _measure_and_write(
         },
         "metrics": metrics,
     }
-    entries, figures = _figures(trained, recipe["data"], splits, output)
-    if drawn := zoo.steps_tradeoff_figure({"metrics": metrics}):
-        entries.append(drawn[0])
-        figures[drawn[0]["file"]] = drawn[1]
+    entries, figures = _figures(trained, recipe["data"], splits, output, metrics)
     if entries:
         trained_card["figures"] = entries
     if curve is not None:
@@ -965,12 +964,17 @@ def _measure_and_write(
     return zoo.write(output, trained, trained_card, samples, overwrite, figures)
 
 
-def _figures(model, spec, splits, output) -> tuple[list, dict]:
+def _figures(model, spec, splits, output, metrics) -> tuple[list, dict]:
     """The figures a trained preset ships besides samples.png, each with the command
-    that redraws it: ([card entries], {file: (images, columns)})."""
+    that redraws it: ([card entries], {file: (images, columns)}). `metrics` are the
+    card's, which a diffusion model's steps figure is drawn from."""
     entries, figures = _translation_figure(model, spec, splits, output)
     per_class, shown = evaluation.per_class_figures(model, _preset_argument(output))
-    return entries + per_class, {**figures, **shown}
+    entries, figures = entries + per_class, {**figures, **shown}
+    if drawn := zoo.steps_tradeoff_figure({"metrics": metrics}):
+        entries.append(drawn[0])
+        figures[drawn[0]["file"]] = drawn[1]
+    return entries, figures
 
 
 def _translation_figure(model, spec, splits, output) -> tuple[list, dict]:
