@@ -74,6 +74,15 @@ def _integer(low: int, high: int = INT64_MAX):
     return parse
 
 
+def _parts(text: str) -> frozenset:
+    """An argparse type: comma-separated evaluation parts (zoo.EVALUATION_PARTS)."""
+    named = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        return evaluation.checked_parts(named)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("measure: ")) from None
+
+
 def _finite_number(text: str) -> float:
     """An argparse type: a finite float, with a message saying so."""
     try:
@@ -350,6 +359,7 @@ def _command_evaluate(args, argv):
         reference=args.reference,
         splits=splits,
         trained=card.get("trained"),
+        measure=args.measure,
     )
     report = {"written_by": "keras_gen", "preset": str(args.preset), **report}
     _print_report(report)
@@ -602,6 +612,14 @@ def _add_evaluate(commands):
         choices=("train", "test"),
         default="train",
         help="the real split generated images are compared with",
+    )
+    evaluate.add_argument(
+        "--measure",
+        type=_parts,
+        default=zoo.EVALUATION_PARTS,
+        metavar="PARTS",
+        help="comma-separated parts to measure (default all): "
+        f"{', '.join(zoo.EVALUATION_PARTS)}; --update-card replaces those numbers only",
     )
     evaluate.add_argument("--seed", type=_integer(0, TRAIN_SEED_MAX), default=0)
     evaluate.add_argument("--data", help="dataset file or folder")

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gen import data, features, metrics, privacy, progress
+from keras_gen import data, features, metrics, privacy, progress, zoo
 from keras_gen import images as images_module
 from keras_gen.models import base, conditioning
 
@@ -47,6 +47,7 @@ class _Run:
     report: dict
     rng: np.random.Generator
     class_samples: int
+    measure: frozenset = frozenset(zoo.EVALUATION_PARTS)
 
     def add(self, name, value, **extra):
         self.report["metrics"].append({"name": name, "value": float(value), **extra})
@@ -69,6 +70,7 @@ def evaluate(
     splits: data.Splits | None = None,
     trained: dict | None = None,
     class_samples: int | None = None,
+    measure=zoo.EVALUATION_PARTS,
 ) -> dict:
     """Measure `model` on its dataset; a report whose "metrics" go into the card.
 
@@ -85,6 +87,8 @@ def evaluate(
         splits: the dataset's splits when the caller has loaded some already.
         trained: the card's training record (steps, batch size): DP-SGD's budget.
         class_samples: images per class (default `num_samples`): fewer for slow samplers.
+        measure: the parts to measure (zoo.EVALUATION_PARTS); each part's numbers
+            are the same measured alone or with the others.
     """
     if reference not in data.SPLITS:
         raise ValueError(f"reference must be one of {data.SPLITS}, got {reference!r}")
@@ -101,29 +105,56 @@ def evaluate(
         report,
         np.random.default_rng(seed),
         class_samples or num_samples,
+        checked_parts(measure),
     )
-    tested = _test_metrics(run)
-    if trained and model.get_config().get("dp_noise"):
-        _privacy_budget(run, trained)
-    if tested and model.can(base.SAMPLES):
-        generated = _generated(run)
-        extractor = _extractor(feature_extractor, dataset)
-        if extractor is not None:
-            _feature_metrics(run, extractor, generated)
-    if tested and model.can(base.TRANSLATION):
-        # A paired dataset's images are those of the dataset it is made from.
-        source = data.REGISTRY[dataset].made_from or dataset
-        _translation_metrics(run, _extractor(feature_extractor, source), source)
+    _measure_parts(run, feature_extractor, trained)
     return _with_command(report)
 
 
+def _measure_parts(run: _Run, feature_extractor: str, trained: dict | None) -> None:
+    """Each part in `run.measure` that the model has, into the run's report."""
+    model, measure, dataset = run.model, run.measure, run.spec["dataset"]
+    tested = _test_metrics(run)
+    if trained and model.get_config().get("dp_noise") and "test" in measure:
+        _privacy_budget(run, trained)
+    if tested and model.can(base.SAMPLES) and measure - {"test"}:
+        generated = _generated(run) if "samples" in measure else None
+        extractor = _extractor(feature_extractor, dataset)
+        if extractor is not None:
+            _feature_metrics(run, extractor, generated)
+    if tested and model.can(base.TRANSLATION) and "samples" in measure:
+        # A paired dataset's images are those of the dataset it is made from.
+        source = data.REGISTRY[dataset].made_from or dataset
+        _translation_metrics(run, _extractor(feature_extractor, source), source)
+    if tested and not run.report["metrics"]:
+        raise ValueError(
+            f"measure: a {type(model).__name__} has nothing to measure in "
+            f"{', '.join(sorted(measure))} (steps is for models that sample in steps, "
+            "conditions for conditional ones)"
+        )
+
+
+def checked_parts(parts) -> frozenset:
+    """The evaluation parts named, as a set; an unknown or missing part is refused."""
+    parts = [parts] if isinstance(parts, str) else list(parts)
+    known = zoo.EVALUATION_PARTS
+    unknown = [part for part in parts if part not in known]
+    if unknown or not parts:
+        what = f"unknown part {unknown[0]!r}" if unknown else "no part named"
+        raise ValueError(f"measure: {what}; give some of {', '.join(known)}")
+    return frozenset(parts)
+
+
 def _test_metrics(run: _Run) -> bool:
-    """The model's own test metrics and likelihood; False when there is no test split."""
+    """The model's own test metrics and likelihood (if measured); False when there
+    is no test split."""
     try:
         test_images = run.splits.images("test")
     except data.DataSourceError as error:
         print(f"no test split, so no test metrics: {error}", file=sys.stderr)
         return False
+    if "test" not in run.measure:
+        return True
     labels = run.splits.labels("test") if run.spec.get("labels") else None
     binarize, batch_size = run.spec.get("binarize", False), 256
     test_data = _in_order(
@@ -231,8 +262,10 @@ def _extractor(name: str, dataset: str):
         return None
 
 
-def _feature_metrics(run: _Run, extractor, generated: np.ndarray) -> None:
-    """FID, KID, precision/recall, class metrics and memorisation, with their floors."""
+def _feature_metrics(run: _Run, extractor, generated: np.ndarray | None) -> None:
+    """FID, KID, precision/recall, class metrics and memorisation of `generated`
+    (None when samples are not measured), with their floors; then the steps and
+    conditions parts."""
     report, dataset = run.report, run.spec["dataset"]
     report["extractor"] = {"name": extractor.name, "sha256": extractor.sha256}
     report["num_samples"] = run.num_samples
@@ -243,32 +276,45 @@ def _feature_metrics(run: _Run, extractor, generated: np.ndarray) -> None:
         for split in (run.reference, run.other)
     }
     report["reference_count"] = len(run.splits.images(run.reference))
+    reference_features = features_of[run.reference]
+    reference_labels = run.splits.labels(run.reference)
+    default_features = None
+    if generated is not None:
+        default_features = extractor.features(generated)
+        _sample_and_floor_metrics(
+            run, extractor, generated, default_features, features_of
+        )
+    if _samples_in_steps(run.model) and "steps" in run.measure:
+        _steps_tradeoff(run, extractor, reference_features, default_features)
+    if run.model.can(base.CONDITIONS) and "conditions" in run.measure:
+        _conditional(run, extractor, reference_features, reference_labels)
+
+
+def _sample_and_floor_metrics(
+    run, extractor, generated, generated_features, features_of
+):
+    """The sample metrics of generated images and of real images of the other split
+    (the floor), and memorisation."""
     other_images = run.splits.images(run.other)
     chosen = run.rng.permutation(len(other_images))[: run.num_samples]
     compared = {
-        "": (generated, extractor.features(generated)),
+        "": (generated, generated_features),
         f"floor (real {run.other} vs {run.reference}): ": (
             other_images[chosen] / 255.0,
             features_of[run.other][chosen],
         ),
     }
-    reference_features = features_of[run.reference]
-    reference_labels = run.splits.labels(run.reference)
     for prefix, (images, image_features) in compared.items():
         for name, value in _sample_metrics(
             extractor,
             images,
             image_features,
-            reference_features,
-            reference_labels,
+            features_of[run.reference],
+            run.splits.labels(run.reference),
             run.rng,
         ).items():
             run.add(prefix + name, value, samples=len(images))
     _memorisation(run, extractor, compared[""], features_of)
-    if _samples_in_steps(run.model):
-        _steps_tradeoff(run, extractor, reference_features, compared[""][1])
-    if run.model.can(base.CONDITIONS):
-        _conditional(run, extractor, reference_features, reference_labels)
 
 
 def _samples_in_steps(model) -> bool:
@@ -278,7 +324,7 @@ def _samples_in_steps(model) -> bool:
 def _steps_tradeoff(run: _Run, extractor, reference_features, default_features):
     """FID and the time of 64 samples at each number of sampling steps: what fewer
     steps cost in quality and save in time. `default_features` are those of the
-    samples already drawn at the model's default steps."""
+    samples already drawn at the model's default steps, if they were."""
     reference = metrics.FeatureStatistics().update(reference_features)
     with progress.showing(False):  # one graph serves every step count: warm it once
         run.model.generate(TIMED_SAMPLES, seed=run.seed, steps=1)
@@ -292,7 +338,7 @@ def _steps_tradeoff(run: _Run, extractor, reference_features, default_features):
             f"({hardware()})",
             seconds,
         )
-        if steps == run.model.sampling_steps:
+        if steps == run.model.sampling_steps and default_features is not None:
             features_ = default_features
         else:
             images = run.model.generate(run.num_samples, seed=run.seed, steps=steps)

@@ -779,9 +779,10 @@ def _training_curve(recipe, settings, splits, state, command) -> _TrainingCurve:
             f"eval_every (--eval-every) measures on the test split: {error}"
         ) from None
     first = _FirstTestImages(splits, settings["eval_samples"])
-    # The recipe's end-of-training settings (class_samples), with the curve's count.
+    # The recipe's end-of-training settings, with the curve's count and only the
+    # parts that hold its headline number (test NLL or accuracy, FID).
     sizes = {**recipe["training"].get("evaluation", {})}
-    sizes["num_samples"] = settings["eval_samples"]
+    sizes.update(num_samples=settings["eval_samples"], measure=("test", "samples"))
 
     def measure(model):
         measured.set_weights(model.get_weights())

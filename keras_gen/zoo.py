@@ -84,6 +84,21 @@ POLICY = Kind(
 )
 FILE_NAME = Kind('a file name in the preset folder (no "/", not "..")', _is_file_name)
 
+# The parts of an evaluation, each measurable alone (`keras-gen evaluate --measure`),
+# so a slow sampler's card can be measured a part at a time. test: the model's test
+# metrics and likelihood; samples: sample, feature and memorisation metrics
+# (translations, for image-to-image); steps: FID and time at each number of sampling
+# steps; conditions: per requested class, classifier agreement and FID.
+EVALUATION_PARTS = ("test", "samples", "steps", "conditions")
+PARTS_LIST = Kind(
+    f"a list of some of {', '.join(EVALUATION_PARTS)}",
+    lambda v: (
+        isinstance(v, builtins.list)
+        and bool(v)
+        and all(part in EVALUATION_PARTS for part in v)
+    ),
+)
+
 REQUIRED, OPTIONAL = True, False
 
 # Every key a card may hold, whether it must be there (when its parent is), and what
@@ -122,6 +137,8 @@ CARD_SCHEMA: dict[str, tuple[bool, Kind]] = {
     "training.evaluation": (OPTIONAL, OBJECT),
     "training.evaluation.num_samples": (OPTIONAL, POSITIVE_INTEGER),
     "training.evaluation.class_samples": (OPTIONAL, POSITIVE_INTEGER),
+    # The parts the end of training measures; `keras-gen evaluate --measure` the rest.
+    "training.evaluation.measure": (OPTIONAL, PARTS_LIST),
     "trained": (OPTIONAL, OBJECT),
     "trained.command": (REQUIRED, TEXT),
     "trained.samples_command": (OPTIONAL, TEXT),

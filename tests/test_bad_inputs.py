@@ -578,6 +578,13 @@ ROWS: dict[str, Row] = {
     "evaluate --num-samples 1": cli_row(
         "evaluate", "vae_mnist", "--num-samples", "1", match="--num-samples"
     ),
+    "evaluate --measure with an unknown part": cli_row(
+        "evaluate",
+        "vae_mnist",
+        "--measure",
+        "samples,fid",
+        match="unknown part 'fid'; give some of test, samples, steps, conditions",
+    ),
     "train a preset that a tool makes": cli_row(
         "train",
         "vae_mnist_gmm",

@@ -135,6 +135,19 @@ class ClassReplay(ConditionalGAN):
         return self.images[chosen]
 
 
+class ClassStepReplay(ClassReplay):
+    """Real test images of the requested digit under StepReplay's noise: a
+    conditional model that samples in steps, so it has every evaluation part."""
+
+    timesteps, sampling_steps = 1000, 50
+
+    def generate(self, num_samples, seed=None, steps=None, digit=0):
+        images = super().generate(num_samples, seed, digit)
+        noise = np.random.default_rng(seed).normal(size=images.shape)
+        scale = 10.0 / (steps or self.sampling_steps)
+        return np.clip(images + scale * noise, 0, 1).astype("float32")
+
+
 TINY_GAN = {
     "image_size": 28,
     "channels": 1,
@@ -269,6 +282,48 @@ def test_per_class_samples_can_be_fewer_than_the_headline_samples(
         )
     ]
     assert "| digit=7 | {:.3g} | {:.3g} | {:.3g} |".format(*seven) in table
+
+
+def test_each_part_measured_alone_gives_its_numbers_and_draws_only_its_samples(
+    toy, tmp_path, monkeypatch
+):
+    x_test, y_test = toy[2]
+    images = (x_test[..., None] / 255.0).astype("float32")
+
+    def measured(**measure):
+        import keras
+
+        keras.utils.set_random_seed(0)  # the same weights for the test metrics
+        model = ClassStepReplay({"digit": list("0123456789")}, **TINY_GAN)
+        model.labels, model.requested = y_test, []
+        found, _ = _evaluate(
+            toy, images, tmp_path, monkeypatch, model, class_samples=30, **measure
+        )
+        # Times are measured afresh each run: compare everything else.
+        return {k: v for k, v in found.items() if "seconds" not in k}, model.requested
+
+    whole, _ = measured()
+    parts = {part: measured(measure=[part]) for part in zoo.EVALUATION_PARTS}
+    # The parts share out the whole evaluation's numbers, each with the same value.
+    assert sorted(n for found, _ in parts.values() for n in found) == sorted(whole)
+    for found, _ in parts.values():
+        assert found == pytest.approx({name: whole[name] for name in found})
+    assert "test discriminator_loss" in parts["test"][0]
+    assert "FID (classifier_toy)" in parts["samples"][0]
+    assert "FID (classifier_toy), 10 sampling steps" in parts["steps"][0]
+    assert (
+        "classifier agrees with requested digit=3 (classifier_toy)"
+        in (parts["conditions"][0])
+    )
+    # A part draws only its own samples: 30 per class, not the 200 of the others.
+    assert parts["conditions"][1] == [30] * 10
+    assert parts["test"][1] == []
+    with pytest.raises(ValueError, match="a Replay has nothing to measure in steps"):
+        _evaluate(toy, images, tmp_path, monkeypatch, measure=["steps"])
+    with pytest.raises(ValueError, match="unknown part 'fid'"):
+        evaluation.checked_parts(["samples", "fid"])
+    with pytest.raises(ValueError, match="no part named"):
+        evaluation.checked_parts([])
 
 
 def test_a_model_that_copies_training_images_is_caught(toy, tmp_path, monkeypatch):

@@ -128,6 +128,7 @@ def test_wheel_ships_every_preset_file(wheel):
         pattern.strip()
         for pattern in SETUP["options.package_data"]["keras_gen._presets"].split(",")
     ]
+    excluded = SETUP["options.exclude_package_data"]["keras_gen._presets"]
     shipped = set(zipfile.ZipFile(wheel).namelist())
     zoo = REPO / "zoo"
     relative_paths = (path.relative_to(zoo).as_posix() for path in zoo.glob("*/*"))
@@ -135,10 +136,13 @@ def test_wheel_ships_every_preset_file(wheel):
         relative
         for relative in sorted(relative_paths)
         if any(fnmatch.fnmatch(relative, pattern) for pattern in patterns)
+        and not fnmatch.fnmatch(relative, excluded)
     ]
     assert "vae_mnist/model.weights.h5" in preset_files
     missing = [f for f in preset_files if f"keras_gen/_presets/{f}" not in shipped]
     assert not missing
+    # A checkpoint beside a preset (zoo/NAME.train-state) is never shipped.
+    assert not [name for name in shipped if ".train-state/" in name]
 
 
 @pytest.mark.slow

@@ -198,6 +198,10 @@ SIXTY_FOUR_ZEROS = "0" * 64
         ([("training.batch_size", 0)], "training.batch_size must be a positive"),
         ([("training.epochs", True)], "training.epochs must be a positive integer"),
         ([("training.seed", 1.5)], "training.seed must be an integer, got 1.5"),
+        (
+            [("training.evaluation", {"measure": ["steps", "fid"]})],
+            "training.evaluation.measure must be a list of some of test, samples,",
+        ),
         ([("training.batch_size", DELETE)], "training.batch_size is missing"),
         ([("training.compile", DELETE)], "training.compile is missing"),
         ([("data", DELETE)], "data is missing"),
