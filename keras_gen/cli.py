@@ -165,8 +165,8 @@ def _sampling_options(args, model) -> dict:
     """--steps and --guidance as generate's arguments, refused where it takes none."""
     given = {
         name: value
-        for name, value in (("steps", args.steps), ("guidance", args.guidance))
-        if value is not None
+        for name in ("steps", "guidance")
+        if (value := getattr(args, name, None)) is not None
     }
     taken = _generate_options(type(model))
     refused = [f"--{name}" for name in given if name not in taken]
@@ -346,6 +346,8 @@ def _command_evaluate(args, argv):
         _files.claim_file(args.json, _files.json_signed, args.overwrite)
     command = shlex.join(["keras-gen", *argv])
     model, card = zoo.load(args.preset), zoo.card(args.preset)
+    if args.guidance is not None:
+        _measured_at_guidance(args, model)
     spec = card["data"]
     splits = data.Splits(spec["dataset"], args.data)
     report = evaluation.evaluate(
@@ -362,6 +364,8 @@ def _command_evaluate(args, argv):
         measure=args.measure,
     )
     report = {"written_by": "keras_gen", "preset": str(args.preset), **report}
+    if args.guidance is not None:
+        report["guidance"] = args.guidance
     _print_report(report)
     if args.json:
         text = json.dumps(report, indent=2) + "\n"
@@ -375,6 +379,20 @@ def _command_evaluate(args, argv):
             zoo.record_figure(args.preset, drawn[0], *drawn[1])
 
 
+def _measured_at_guidance(args, model) -> None:
+    """evaluate --guidance: sample at another scale than the preset's own, to choose
+    one; a card holds the numbers of its own scale only."""
+    _sampling_options(args, model)  # refuses a model that takes no guidance
+    if args.update_card and args.guidance != model.guidance:
+        raise ValueError(
+            f"--guidance {args.guidance:g} with --update-card: the card holds the "
+            f"numbers of the preset's own scale, {model.guidance:g}; measure without "
+            "--update-card, or set model.config.guidance in the card and measure "
+            "every part again"
+        )
+    model.guidance = args.guidance
+
+
 def _record_translation_figure(preset, model, spec, splits):
     """The card's input / output / target figure of an image-to-image preset."""
     kind = _paired_kind(preset, spec["dataset"])
@@ -385,6 +403,8 @@ def _record_translation_figure(preset, model, spec, splits):
 
 
 def _print_report(report):
+    if "guidance" in report:
+        print(f"guidance: {report['guidance']:g}")
     if "extractor" in report:
         extractor = report["extractor"]
         print(
@@ -620,6 +640,12 @@ def _add_evaluate(commands):
         metavar="PARTS",
         help="comma-separated parts to measure (default all): "
         f"{', '.join(zoo.EVALUATION_PARTS)}; --update-card replaces those numbers only",
+    )
+    evaluate.add_argument(
+        "--guidance",
+        type=_finite_number,
+        help="diffusion presets: sample at this classifier-free guidance scale "
+        "instead of the preset's own (to choose one; not with --update-card)",
     )
     evaluate.add_argument("--seed", type=_integer(0, TRAIN_SEED_MAX), default=0)
     evaluate.add_argument("--data", help="dataset file or folder")

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 import tiny
 
-from keras_gen import cli, data, images, zoo
+from keras_gen import cli, data, evaluation, images, zoo
 from keras_gen.models import Diffusion, base, diffusion
 
 MEAN, STD = 0.1, 0.25  # of the analytic data, in the model's [-1, 1] scale
@@ -437,3 +437,28 @@ def test_sample_command_refuses_bad_flags_in_one_line(
     assert code == 2 and len(err) == 1 and "Traceback" not in err[0], err
     assert match in err[0]
     assert not (tmp_path / "x.png").exists()
+
+
+def test_evaluate_command_measures_at_another_guidance_outside_the_card(
+    faces_preset, tmp_path, monkeypatch
+):
+    folder, model = faces_preset
+    seen = []
+
+    def evaluate(measured, *args, **kwargs):
+        seen.append(measured.guidance)
+        return {"metrics": [{"name": "FID (x)", "value": 1.0, "command": "c"}]}
+
+    monkeypatch.setattr(evaluation, "evaluate", evaluate)
+    out = tmp_path / "report.json"
+    argv = ["evaluate", str(folder), "--guidance", "3.5", "--json", str(out)]
+    assert cli.main(argv) == 0
+    assert seen == [3.5]
+    assert json.loads(out.read_text())["guidance"] == 3.5
+    # The card keeps the numbers of its own scale.
+    assert cli.main([*argv[:4], "--update-card"]) == 2
+    own = ["evaluate", str(folder), "--guidance", f"{model.guidance}"]
+    assert cli.main([*own, "--update-card"]) == 0
+    assert seen[-1] == model.guidance
+    assert "FID (x)" in {m["name"] for m in zoo.card(folder)["metrics"]}
+    assert cli.main(["evaluate", "vae_mnist", "--guidance", "2"]) == 2
