@@ -383,6 +383,8 @@ def _measured_at_guidance(args, model) -> None:
     """evaluate --guidance: sample at another scale than the preset's own, to choose
     one; a card holds the numbers of its own scale only."""
     _sampling_options(args, model)  # refuses a model that takes no guidance
+    if not model.conditions:
+        raise ValueError(f"{args.preset} is unconditional: it has no guidance to set")
     if args.update_card and args.guidance != model.guidance:
         raise ValueError(
             f"--guidance {args.guidance:g} with --update-card: the card holds the "

@@ -376,6 +376,12 @@ def test_bad_requests_of_the_other_methods_and_configs_are_refused(model):
 def faces_preset(tmp_path_factory):
     """A tiny untrained diffusion preset with the faces' heads, and its model."""
     model = tiny.diffusion(conditions=data.CLASSES["faces"])
+    folder = tmp_path_factory.mktemp("zoo") / "tiny_ddim_faces"
+    return _faces_preset(folder, model), model
+
+
+def _faces_preset(folder, model):
+    """`model` written as a preset of the faces dataset."""
     config = {
         k: v
         for k, v in model.get_config().items()
@@ -392,8 +398,7 @@ def faces_preset(tmp_path_factory):
         },
         "training": {"epochs": 1, "batch_size": 4, "seed": 0, "compile": {}},
     }
-    folder = tmp_path_factory.mktemp("zoo") / "tiny_ddim_faces"
-    return zoo.write(folder, model, card, None), model
+    return zoo.write(folder, model, card, None)
 
 
 def test_sample_command_reads_a_prompt_and_reports_what_it_left_out(
@@ -462,3 +467,6 @@ def test_evaluate_command_measures_at_another_guidance_outside_the_card(
     assert seen[-1] == model.guidance
     assert "FID (x)" in {m["name"] for m in zoo.card(folder)["metrics"]}
     assert cli.main(["evaluate", "vae_mnist", "--guidance", "2"]) == 2
+    plain = _faces_preset(tmp_path / "plain", tiny.diffusion(conditions=None))
+    assert cli.main(["evaluate", str(plain), "--guidance", "2"]) == 2
+    assert len(seen) == 2  # neither refused command reached the evaluation
