@@ -107,6 +107,12 @@ def evaluate(
         class_samples or num_samples,
         checked_parts(measure),
     )
+    if not run.measure & _parts_of(model):
+        raise ValueError(
+            f"measure: a {type(model).__name__} has nothing to measure in "
+            f"{', '.join(sorted(run.measure))} (steps is for models that sample in "
+            "steps, conditions for conditional ones)"
+        )
     _measure_parts(run, feature_extractor, trained)
     return _with_command(report)
 
@@ -126,12 +132,18 @@ def _measure_parts(run: _Run, feature_extractor: str, trained: dict | None) -> N
         # A paired dataset's images are those of the dataset it is made from.
         source = data.REGISTRY[dataset].made_from or dataset
         _translation_metrics(run, _extractor(feature_extractor, source), source)
-    if tested and not run.report["metrics"]:
-        raise ValueError(
-            f"measure: a {type(model).__name__} has nothing to measure in "
-            f"{', '.join(sorted(measure))} (steps is for models that sample in steps, "
-            "conditions for conditional ones)"
-        )
+
+
+def _parts_of(model) -> set[str]:
+    """The evaluation parts `model` has: refused up front, before any work."""
+    parts = {"test"}
+    if model.can(base.SAMPLES) or model.can(base.TRANSLATION):
+        parts.add("samples")
+    if model.can(base.SAMPLES) and _samples_in_steps(model):
+        parts.add("steps")
+    if model.can(base.CONDITIONS):
+        parts.add("conditions")
+    return parts
 
 
 def checked_parts(parts) -> frozenset:
