@@ -1,7 +1,8 @@
 """The `keras-gen` command (also `python -m keras_gen`).
 
-Importing keras_gen has already quieted TensorFlow's start-up when this process is
-the console script (`_startup.quiet_when_command`); --verbose leaves it alone.
+Run as the command, keras_gen's package init loads nothing heavy: keras_gen.cli reads
+the flags first, then loads the command with TensorFlow's start-up logs hidden
+(--verbose shows them).
 """
 
 import sys

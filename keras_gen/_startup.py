@@ -8,8 +8,8 @@ failure. Some come before absl's logging is initialised, where no setting filter
 them (TF_CPP_MIN_LOG_LEVEL=3 leaves the first two; measured with TF 2.21), so
 they are caught at the file descriptor: the import and the first device query run
 with fd 2 pointed at a temporary file, shown only if they fail. Nothing here
-imports TensorFlow at module level: keras_gen's package init uses it before
-TensorFlow loads.
+imports TensorFlow at module level: the command reads its flags (and answers
+--help) before TensorFlow loads.
 """
 
 import contextlib
@@ -20,26 +20,10 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 
-VERBOSE_FLAGS = ("-v", "--verbose")
 # TensorFlow's C++ logs after start-up: errors only. A value the user set wins.
 QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 # The Python loggers of TensorFlow and absl (which Keras logs through): errors only.
 QUIET_LOGGERS = ("tensorflow", "absl")
-
-
-def verbose_requested(argv: list[str]) -> bool:
-    """Whether argv asks for --verbose, read before TensorFlow (and argparse) load.
-
-    Matches what argparse accepts: -v, --verbose or an unambiguous prefix of it,
-    anywhere before a bare "--".
-    """
-    for word in argv:
-        if word == "--":
-            return False
-        if word in VERBOSE_FLAGS or (len(word) > 2 and "--verbose".startswith(word)):
-            return True
-    return False
-
 
 COMMAND = "keras-gen"
 PACKAGE = "keras_gen"
@@ -68,19 +52,13 @@ def running_as_command() -> bool:
 
 
 @contextlib.contextmanager
-def quiet_when_command() -> Iterator[None]:
-    """Quiet TensorFlow's start-up for the block if this process is the `keras-gen`
-    command (its console script or `python -m keras_gen`) run without --verbose;
-    otherwise do nothing.
-
-    keras_gen's package init imports TensorFlow inside this block: the console
-    script imports the package before any of the command's own code runs.
-    """
-    if not running_as_command() or verbose_requested(sys.argv[1:]):
-        yield
-        return
-    quiet_environment()
-    with native_stderr_hidden():
+def tensorflow_start_quiet(hide: bool = True) -> Iterator[None]:
+    """TensorFlow's start-up logs hidden for the block that first imports it, if
+    `hide`: the environment keeps its later C++ logs to errors, and what it writes
+    to file descriptor 2 meanwhile is shown only if the import fails."""
+    if hide:
+        quiet_environment()
+    with native_stderr_hidden(hide):
         yield
 
 

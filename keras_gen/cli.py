@@ -8,32 +8,11 @@ on a terminal unless -q/--quiet.
 """
 
 import argparse
-import inspect
-import itertools
-import json
 import math
 import os
-import shlex
 import sys
-from pathlib import Path
 
-import numpy as np
-import tensorflow as tf
-
-from keras_gen import (
-    _files,
-    _startup,
-    data,
-    evaluation,
-    export,
-    images,
-    progress,
-    prompts,
-    training,
-    zoo,
-)
-from keras_gen.applications import detection, latent
-from keras_gen.models import base, conditioning
+from keras_gen import _choices, _startup, progress
 
 INT64_MAX = 2**63 - 1
 # keras.utils.set_random_seed seeds NumPy too, which takes 32-bit seeds only.
@@ -42,6 +21,7 @@ TRAIN_SEED_MAX = 2**32 - 1
 # make a 2,200x2,200 grid. The exported `sample` signature has the same bound.
 MAX_SAMPLE = 1024
 MAX_EVALUATE = 50_000  # the customary FID sample count
+EXPORT_FORMATS = ("saved_model", "serving", "tflite", "onnx", "web")  # keras_gen.export
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,10 +55,10 @@ def _integer(low: int, high: int = INT64_MAX):
 
 
 def _parts(text: str) -> frozenset:
-    """An argparse type: comma-separated evaluation parts (zoo.EVALUATION_PARTS)."""
+    """An argparse type: comma-separated evaluation parts (EVALUATION_PARTS)."""
     named = [part.strip() for part in text.split(",") if part.strip()]
     try:
-        return evaluation.checked_parts(named)
+        return _choices.checked_parts(named)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error).removeprefix("measure: ")) from None
 
@@ -108,397 +88,6 @@ def _overwrite(parser):
 
 def _update_card(parser, what):
     parser.add_argument("--update-card", action="store_true", help=what)
-
-
-def _command_list(args, argv):
-    for name in zoo.list():
-        print(f"{name:20} {zoo.card(name).get('description', '')}")
-
-
-def _command_info(args, argv):
-    print(json.dumps(zoo.card(args.preset), indent=2))
-
-
-def _command_sample(args, argv):
-    _files.claim_file(args.output, images.png_signed, args.overwrite)
-    model = _generative(args.preset)
-    options = _sampling_options(args, model)
-    for flag, value in (("--prompt", args.prompt), ("--per-class", args.per_class)):
-        if value is not None and not model.can(base.CONDITIONS):
-            raise ValueError(f"{args.preset} is not a conditional model; drop {flag}")
-    if model.can(base.TRANSLATION):
-        _write_translations(model, args)
-        return
-    conditions = {}
-    if args.prompt is not None:
-        conditions = _prompted_conditions(args.prompt, model)
-    count, columns = args.num_samples, None
-    if args.per_class is not None:  # -n per class, a row each
-        head = args.per_class or None
-        conditions, count = conditioning.per_class(
-            model.conditions, head, args.num_samples, conditions
-        )
-        columns = args.num_samples
-        if count > MAX_SAMPLE:
-            raise ValueError(
-                f"{count} samples ({args.num_samples} per class); at most "
-                f"{MAX_SAMPLE}: lower -n"
-            )
-    generated = model.generate(count, seed=args.seed, **options, **conditions)
-    images.write_png(args.output, generated, columns, overwrite=args.overwrite)
-    print(f"wrote {count} samples of {args.preset} to {args.output}")
-
-
-def _generate_options(model_class: type) -> set[str]:
-    """The keyword arguments a family's `generate` declares beside num_samples, seed
-    and conditions: a diffusion model's steps, guidance, sampler and eta."""
-    parameters = inspect.signature(model_class.generate).parameters.values()
-    return {
-        p.name
-        for p in parameters
-        if p.kind == p.POSITIONAL_OR_KEYWORD
-        and p.name not in ("self", "num_samples", "seed")
-    }
-
-
-def _sampling_options(args, model) -> dict:
-    """--steps and --guidance as generate's arguments, refused where it takes none."""
-    given = {
-        name: value
-        for name in ("steps", "guidance")
-        if (value := getattr(args, name, None)) is not None
-    }
-    taken = _generate_options(type(model))
-    refused = [f"--{name}" for name in given if name not in taken]
-    if refused:
-        takers = [
-            name
-            for name in zoo.list()
-            if "steps" in _generate_options(zoo.model_class(zoo.card(name)))
-        ]
-        raise ValueError(
-            f"{args.preset} is a {type(model).__name__}, which takes no "
-            f"{' or '.join(refused)}; those are for diffusion presets: "
-            f"{', '.join(takers) or '(none)'}"
-        )
-    return given
-
-
-def _prompted_conditions(prompt: str, model) -> dict:
-    """The conditions a --prompt names (keras_gen.prompts).
-
-    A model with guidance has an unconditioned class per head: the heads the
-    prompt leaves out are unconditioned, and words it does not understand are
-    reported on stderr and left out. Other models need every word understood.
-    """
-    found, not_understood = prompts.parse(prompt, model.conditions)
-    if "guidance" in _generate_options(type(model)):
-        if not_understood:
-            print(
-                f"keras-gen sample: not understood, left out: {' '.join(not_understood)}",
-                file=sys.stderr,
-            )
-        return {head: found.get(head) for head in model.conditions}
-    if not_understood or not found:
-        words = " ".join(not_understood)
-        left = f" (not understood: {words})" if not_understood else ""
-        choices = "; ".join(f"{h}: {', '.join(n)}" for h, n in model.conditions.items())
-        raise ValueError(
-            f"cannot read the prompt {prompt!r}{left}. Name a class of {choices}"
-        )
-    return found
-
-
-def _command_interpolate(args, argv):
-    if len(args.seeds) < 2:
-        raise ValueError("--seeds needs at least two seeds to interpolate between")
-    signed = images.gif_signed if args.gif else images.png_signed
-    _files.claim_file(args.output, signed, args.overwrite)
-    model = zoo.load(args.preset)
-    conditions = {}
-    if args.prompt is not None:
-        model.require(base.CONDITIONS, "take --prompt")
-        conditions = _prompted_conditions(args.prompt, model)
-    # The GIF loops: through every seed, then back to the first.
-    seeds = [*args.seeds, args.seeds[0]] if args.gif else args.seeds
-    strips = [
-        np.asarray(
-            latent.interpolate(model, a, b, args.steps, args.method, **conditions)
-        )
-        for a, b in itertools.pairwise(seeds)
-    ]
-    if args.gif:
-        frames = np.concatenate([strip[:-1] for strip in strips])  # no repeated frame
-        images.write_gif(args.output, frames, overwrite=args.overwrite)
-    else:
-        grid = np.concatenate(strips)
-        images.write_png(
-            args.output, grid, columns=args.steps, overwrite=args.overwrite
-        )
-    print(f"wrote {len(strips)} interpolation(s) of {args.preset} to {args.output}")
-
-
-def _generative(preset):
-    """The preset's model, or a ValueError saying it neither generates nor translates."""
-    model = zoo.load(preset)
-    if not (model.can(base.SAMPLES) or model.can(base.TRANSLATION)):
-        raise ValueError(
-            f"{preset} is a {type(model).__name__}, which does not generate images; "
-            f"sample a generative preset: {', '.join(_presets(base.SAMPLES))}; or "
-            f"an image-to-image one: {', '.join(_presets(base.TRANSLATION))}"
-        )
-    return model
-
-
-def _presets(capability: str) -> list[str]:
-    """The shipped presets whose model class declares `capability`."""
-    return [
-        name
-        for name in zoo.list()
-        if capability in zoo.model_class(zoo.card(name)).capabilities
-    ]
-
-
-def _write_translations(model, args):
-    """Input / output / target rows of -n test images, chosen by --seed."""
-    dataset = zoo.card(args.preset)["data"]["dataset"]
-    kind = _paired_kind(args.preset, dataset)
-    targets = data.load_images(dataset, "test", source=args.data)
-    rows = evaluation.translation_examples(
-        model, targets, kind, args.num_samples, args.seed
-    )
-    shown, columns = images.side_by_side(*rows)
-    images.write_png(args.output, shown, columns=columns, overwrite=args.overwrite)
-    print(
-        f"wrote input / output / target rows of {len(rows[0])} test images of "
-        f"{args.preset} to {args.output}"
-    )
-
-
-def _paired_kind(preset, dataset: str) -> str:
-    """How the preset's inputs are made from images, or a ValueError if they are not."""
-    kind = data.input_kind(dataset)
-    if kind is None:
-        raise ValueError(
-            f"{preset} was trained on {dataset}, which is not a paired dataset, so "
-            "keras_gen cannot make its inputs from a photo; pass inputs made for it "
-            "(keras-gen translate --input-is-prepared)"
-        )
-    return kind
-
-
-def _command_translate(args, argv):
-    _files.claim_file(args.output, images.png_signed, args.overwrite)
-    model = _translator(args.preset)
-    dataset = zoo.card(args.preset)["data"]["dataset"]
-    batch = np.concatenate(
-        [
-            _model_input(model, args.preset, dataset, path, args.input_is_prepared)
-            for path in args.inputs
-        ]
-    )
-    translated = np.asarray(model.translate(batch))
-    shown, columns = images.side_by_side(
-        *([batch, translated] if args.show_inputs else [translated])
-    )
-    # One image is written as itself; several as a grid, in the order given.
-    padding = 0 if len(shown) == 1 else 2
-    images.write_png(args.output, shown, columns, args.overwrite, padding)
-    count = f"{len(batch)} translation{'s' if len(batch) > 1 else ''}"
-    print(f"wrote {count} by {args.preset} to {args.output}")
-
-
-def _translator(preset):
-    """The preset's model, or a ValueError naming the presets that translate."""
-    if base.TRANSLATION not in zoo.model_class(zoo.card(preset)).capabilities:
-        raise ValueError(
-            f"{preset} is a {zoo.card(preset)['model']['class']}, which does not "
-            "translate images; use an image-to-image preset: "
-            f"{', '.join(_presets(base.TRANSLATION)) or '(none)'}"
-        )
-    return zoo.load(preset)
-
-
-def _model_input(model, preset, dataset: str, path: str, prepared: bool):
-    """A user's image file as one input of the model, (1, *input_image_shape).
-
-    A photo is centre-cropped and resized as the preset's data were, then made
-    into an input as its training inputs were (`data.paired`). A prepared input
-    (a sketch, a small photo) is only resized to the input's size, and reduced
-    to its luma if the model reads one channel.
-    """
-    file = Path(path)
-    if not file.exists() or not file.is_file():
-        state = "does not exist" if not file.exists() else "is not a regular file"
-        raise ValueError(f"{path} {state}; pass image files (PNG, JPEG, GIF or BMP)")
-    blob = file.read_bytes()
-    if not prepared:
-        kind = _paired_kind(preset, dataset)
-        photo = images.decode_images([path], [blob], model.image_shape[0])
-        return np.asarray(data.paired(kind, photo))
-    height, _, channels = model.input_image_shape
-    pixels = images.decode_images([path], [blob], height).astype(np.float32) / 255.0
-    return np.asarray(data.luminance(pixels)) if channels == 1 else pixels
-
-
-def _command_evaluate(args, argv):
-    if args.json:
-        _files.claim_file(args.json, _files.json_signed, args.overwrite)
-    command = shlex.join(["keras-gen", *argv])
-    model, card = zoo.load(args.preset), zoo.card(args.preset)
-    if args.guidance is not None:
-        _measured_at_guidance(args, model)
-    spec = card["data"]
-    splits = data.Splits(spec["dataset"], args.data)
-    report = evaluation.evaluate(
-        model,
-        spec,
-        command,
-        num_samples=args.num_samples,
-        class_samples=args.class_samples,
-        seed=args.seed,
-        feature_extractor=args.features,
-        reference=args.reference,
-        splits=splits,
-        trained=card.get("trained"),
-        measure=args.measure,
-    )
-    report = {"written_by": "keras_gen", "preset": str(args.preset), **report}
-    if args.guidance is not None:
-        report["guidance"] = args.guidance
-    _print_report(report)
-    if args.json:
-        text = json.dumps(report, indent=2) + "\n"
-        _files.write_text(args.json, text, _files.json_signed, args.overwrite)
-        print(f"wrote {args.json}")
-    if args.update_card:
-        zoo.record_metrics(args.preset, report["metrics"], command)
-        if model.can(base.TRANSLATION):
-            _record_translation_figure(args.preset, model, spec, splits)
-        if drawn := zoo.steps_tradeoff_figure(zoo.card(args.preset)):
-            zoo.record_figure(args.preset, drawn[0], *drawn[1])
-
-
-def _measured_at_guidance(args, model) -> None:
-    """evaluate --guidance: sample at another scale than the preset's own, to choose
-    one; a card holds the numbers of its own scale only."""
-    _sampling_options(args, model)  # refuses a model that takes no guidance
-    if not model.conditions:
-        raise ValueError(f"{args.preset} is unconditional: it has no guidance to set")
-    if args.update_card and args.guidance != model.guidance:
-        raise ValueError(
-            f"--guidance {args.guidance:g} with --update-card: the card holds the "
-            f"numbers of the preset's own scale, {model.guidance:g}; measure without "
-            "--update-card, or set model.config.guidance in the card and measure "
-            "every part again"
-        )
-    model.guidance = args.guidance
-
-
-def _record_translation_figure(preset, model, spec, splits):
-    """The card's input / output / target figure of an image-to-image preset."""
-    kind = _paired_kind(preset, spec["dataset"])
-    shown, columns = evaluation.translation_figure(model, splits.images("test"), kind)
-    entry = evaluation.figure_entry(str(preset), kind, splits.source)
-    zoo.record_figure(preset, entry, shown, columns)
-    print(f"wrote {entry['file']} into {zoo.path(preset)}")
-
-
-def _print_report(report):
-    if "guidance" in report:
-        print(f"guidance: {report['guidance']:g}")
-    if "extractor" in report:
-        extractor = report["extractor"]
-        print(
-            f"features: {extractor['name']} (sha256 {extractor['sha256'][:16]}), "
-            f"{report['num_samples']} samples vs {report['reference_count']} "
-            f"real {report['reference']} images"
-        )
-    width = max((len(m["name"]) for m in report["metrics"]), default=0)
-    for metric in report["metrics"]:
-        print(f"{metric['name']:{width}}  {metric['value']:.6g}")
-
-
-def _command_export(args, argv):
-    if args.format == "web" and args.uint8:
-        raise ValueError("--uint8 is not for --format web: the page draws the images")
-    model = zoo.load(args.preset)
-    if args.format == "saved_model":
-        written = export.saved_model(
-            model, args.output, uint8=args.uint8, overwrite=args.overwrite
-        )
-    elif args.format == "tflite":
-        written = export.tflite(
-            model,
-            args.output,
-            quantize=args.quantize,
-            uint8=args.uint8,
-            overwrite=args.overwrite,
-        )
-        _report(export.tflite_metrics(model, written, args.quantize), args, argv)
-    elif args.format == "onnx":
-        written = export.onnx(
-            model, args.output, uint8=args.uint8, overwrite=args.overwrite
-        )
-        _report(export.onnx_metrics(model, written), args, argv)
-    elif args.format == "web":
-        written = export.web(
-            model, args.output, zoo.path(args.preset).name, overwrite=args.overwrite
-        )
-    else:
-        written = export.serving(
-            model,
-            args.output,
-            zoo.path(args.preset).name,
-            version=args.version,
-            uint8=args.uint8,
-            overwrite=args.overwrite,
-        )
-    print(f"wrote {written}")
-    if args.format == "web":
-        print(f"serve it with: python -m http.server -d {shlex.quote(str(written))}")
-
-
-def _report(metrics: list[dict], args, argv) -> None:
-    """Print an export's metrics; with --update-card, record them in the card."""
-    for metric in metrics:
-        print(f"{metric['name']:45} {metric['value']:.6g}")
-    if args.update_card:
-        zoo.record_metrics(args.preset, metrics, shlex.join(["keras-gen", *argv]))
-
-
-def _command_train(args, argv):
-    if args.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    output = training.train(
-        args.preset,
-        args.output,
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch_size,
-        data_source=args.data,
-        seed=args.seed,
-        distribution=training.strategy(args.strategy, args.cpu_replicas),
-        logdir=args.logdir,
-        checkpoint_every=args.checkpoint_every,
-        mixed_precision=args.mixed_precision,
-        command=shlex.join(["keras-gen", *argv]),
-        verbose=2 if args.quiet else None,  # --quiet: one line per epoch, no bar
-        overwrite=args.overwrite,
-        eval_every=args.eval_every,
-        eval_samples=args.eval_samples,
-    )
-    print(f"wrote preset {output}")
-
-
-def _command_detect(args, argv):
-    model = zoo.load(args.preset)
-    detection.require_detector(model, args.preset)
-    pixels = detection.read_images(args.images, model.image_shape)
-    for path, probability in zip(
-        args.images, detection.synthetic_probability(model, pixels)
-    ):
-        print(f"{probability:.4f}  {path}")
 
 
 def _add_sample(commands):
@@ -541,7 +130,6 @@ def _add_sample(commands):
         "the usual places)",
     )
     _overwrite(sample)
-    sample.set_defaults(run=_command_sample)
 
 
 def _add_interpolate(commands):
@@ -558,14 +146,15 @@ def _add_interpolate(commands):
         help="two or more seeds; each neighbouring pair gives a row (the GIF loops)",
     )
     interpolate.add_argument("--steps", type=_integer(2, 64), default=8)
-    interpolate.add_argument("--method", choices=latent.METHODS, default="slerp")
+    interpolate.add_argument(
+        "--method", choices=_choices.INTERPOLATIONS, default="slerp"
+    )
     interpolate.add_argument(
         "--prompt", help="conditional models: the classes of every image"
     )
     interpolate.add_argument("--gif", action="store_true", help="write an animated GIF")
     interpolate.add_argument("-o", "--output", default="interpolation.png")
     _overwrite(interpolate)
-    interpolate.set_defaults(run=_command_interpolate)
 
 
 def _add_translate(commands):
@@ -601,7 +190,6 @@ def _add_translate(commands):
         help="PNG to write: the output itself for one input, a row per 8 for several",
     )
     _overwrite(translate)
-    translate.set_defaults(run=_command_translate)
 
 
 def _add_evaluate(commands):
@@ -638,10 +226,10 @@ def _add_evaluate(commands):
     evaluate.add_argument(
         "--measure",
         type=_parts,
-        default=zoo.EVALUATION_PARTS,
+        default=_choices.EVALUATION_PARTS,
         metavar="PARTS",
         help="comma-separated parts to measure (default all): "
-        f"{', '.join(zoo.EVALUATION_PARTS)}; --update-card replaces those numbers only",
+        f"{', '.join(_choices.EVALUATION_PARTS)}; --update-card replaces those numbers only",
     )
     evaluate.add_argument(
         "--guidance",
@@ -654,7 +242,6 @@ def _add_evaluate(commands):
     evaluate.add_argument("--json", metavar="OUT", help="also write the report as JSON")
     _update_card(evaluate, "write the numbers into the preset's card and model card")
     _overwrite(evaluate)
-    evaluate.set_defaults(run=_command_evaluate)
 
 
 def _add_export(commands):
@@ -665,7 +252,7 @@ def _add_export(commands):
     )
     _preset(export_command)
     export_command.add_argument(
-        "--format", choices=export.FORMATS, default="saved_model"
+        "--format", choices=EXPORT_FORMATS, default="saved_model"
     )
     export_command.add_argument("--output", required=True)
     export_command.add_argument(
@@ -677,14 +264,13 @@ def _add_export(commands):
         "--uint8", action="store_true", help="images as uint8 0..255, ready for PNG"
     )
     export_command.add_argument(
-        "--quantize", choices=export.QUANTIZATIONS, default="none", help="tflite only"
+        "--quantize", choices=_choices.QUANTIZATIONS, default="none", help="tflite only"
     )
     _update_card(
         export_command,
         "tflite, onnx: record the file size and the error against Keras in the card",
     )
     _overwrite(export_command)
-    export_command.set_defaults(run=_command_export)
 
 
 def _add_train(commands):
@@ -702,7 +288,7 @@ def _add_train(commands):
     train.add_argument("--seed", type=_integer(0, TRAIN_SEED_MAX))
     train.add_argument(
         "--strategy",
-        choices=training.STRATEGIES,
+        choices=_choices.STRATEGIES,
         default="auto",
         help="auto: all GPUs when there are several; multi_worker reads TF_CONFIG",
     )
@@ -738,7 +324,6 @@ def _add_train(commands):
         help="preset folder to write (replaced when training ends if keras_gen wrote it)",
     )
     _overwrite(train)
-    train.set_defaults(run=_command_train)
 
 
 def _curve_flags(train) -> None:
@@ -755,7 +340,7 @@ def _curve_flags(train) -> None:
         type=_integer(2, MAX_EVALUATE),
         metavar="N",
         help="samples (or test images) per point of the training curve "
-        f"(default {training.EVAL_SAMPLES})",
+        f"(default {_choices.EVAL_SAMPLES})",
     )
 
 
@@ -773,19 +358,15 @@ def _add_detect(commands):
         help="image files (PNG, JPEG, GIF, BMP) of any size: centre-cropped and "
         "resized as the preset's data were; one line per image: P(synthetic), path",
     )
-    detect.set_defaults(run=_command_detect)
 
 
 def parser() -> argparse.ArgumentParser:
     """The keras-gen argument parser, one sub-parser per command."""
     main_parser = _Parser(prog="keras-gen", description=__doc__)
     commands = main_parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="list the zoo's presets").set_defaults(
-        run=_command_list
-    )
+    commands.add_parser("list", help="list the zoo's presets")
     info = commands.add_parser("info", help="show a preset's card")
     _preset(info)
-    info.set_defaults(run=_command_info)
     for add in (
         _add_sample,
         _add_interpolate,
@@ -822,9 +403,6 @@ def _output_flags(parser, default):
     )
 
 
-# What a user's mistake raises: bad values, missing files, a refused output, a run
-# that diverged or is locked. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, OSError, training.TrainingError)
 # What a Unix tool exits with when its reader has gone (128 + SIGPIPE).
 CLOSED_PIPE_EXIT = 141
 
@@ -850,6 +428,7 @@ def main(argv: list[str] | None = None, *, command_line: bool = False) -> int:
     """
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    commands = _commands(hide_logs=command_line and not args.verbose)
     if command_line and args.command in MODEL_COMMANDS:
         where = _startup.devices(hide_logs=not args.verbose)
         if not args.quiet:
@@ -859,16 +438,24 @@ def main(argv: list[str] | None = None, *, command_line: bool = False) -> int:
             progress.showing(not args.quiet and _is_terminal(sys.stderr)),
             _startup.python_logs_hidden(not args.verbose),
         ):
-            args.run(args, argv)
+            commands.BY_NAME[args.command](args, argv)
             sys.stdout.flush()  # a closed pipe shows here, not at exit
     except BrokenPipeError:
         _stdout_discarded()
         return CLOSED_PIPE_EXIT
-    except USER_ERRORS as error:
+    except commands.USER_ERRORS as error:
         message = " ".join(str(error).split("\n"))
         print(f"keras-gen {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def _commands(hide_logs: bool):
+    """keras_gen.commands, imported only once the flags are read: it loads TensorFlow,
+    whose start-up logs (some from C++, to file descriptor 2) `hide_logs` hides."""
+    with _startup.tensorflow_start_quiet(hide_logs):
+        from keras_gen import commands
+    return commands
 
 
 def _stdout_discarded() -> None:

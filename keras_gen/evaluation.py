@@ -20,8 +20,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gen import data, features, metrics, privacy, progress, zoo
+from keras_gen import data, features, metrics, privacy, progress
 from keras_gen import images as images_module
+from keras_gen._choices import EVALUATION_PARTS, checked_parts
 from keras_gen.models import base, conditioning
 
 DIVERSITY = "pixel diversity, generated / test"
@@ -47,7 +48,7 @@ class _Run:
     report: dict
     rng: np.random.Generator
     class_samples: int
-    measure: frozenset = frozenset(zoo.EVALUATION_PARTS)
+    measure: frozenset = frozenset(EVALUATION_PARTS)
 
     def add(self, name, value, **extra):
         self.report["metrics"].append({"name": name, "value": float(value), **extra})
@@ -70,7 +71,7 @@ def evaluate(
     splits: data.Splits | None = None,
     trained: dict | None = None,
     class_samples: int | None = None,
-    measure=zoo.EVALUATION_PARTS,
+    measure=EVALUATION_PARTS,
 ) -> dict:
     """Measure `model` on its dataset; a report whose "metrics" go into the card.
 
@@ -87,7 +88,7 @@ def evaluate(
         splits: the dataset's splits when the caller has loaded some already.
         trained: the card's training record (steps, batch size): DP-SGD's budget.
         class_samples: images per class (default `num_samples`): fewer for slow samplers.
-        measure: the parts to measure (zoo.EVALUATION_PARTS); each part's numbers
+        measure: the parts to measure (EVALUATION_PARTS); each part's numbers
             are the same measured alone or with the others.
     """
     if reference not in data.SPLITS:
@@ -144,17 +145,6 @@ def _parts_of(model) -> set[str]:
     if model.can(base.CONDITIONS):
         parts.add("conditions")
     return parts
-
-
-def checked_parts(parts) -> frozenset:
-    """The evaluation parts named, as a set; an unknown or missing part is refused."""
-    parts = [parts] if isinstance(parts, str) else list(parts)
-    known = zoo.EVALUATION_PARTS
-    unknown = [part for part in parts if part not in known]
-    if unknown or not parts:
-        what = f"unknown part {unknown[0]!r}" if unknown else "no part named"
-        raise ValueError(f"measure: {what}; give some of {', '.join(known)}")
-    return frozenset(parts)
 
 
 def _test_metrics(run: _Run) -> bool:

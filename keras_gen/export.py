@@ -28,11 +28,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_gen import _files, progress
+from keras_gen._choices import QUANTIZATIONS
 from keras_gen._version import __version__
 from keras_gen.models import base
-
-FORMATS = ("saved_model", "serving", "tflite", "onnx", "web")
-QUANTIZATIONS = ("none", "float16", "dynamic_range")
 
 # Signatures that draw noise need TensorFlow's stateless random ops, which TFLite has
 # only as Flex (SELECT_TF_OPS) kernels. TFLite files leave them out and stay on

@@ -29,11 +29,11 @@ import tensorflow as tf
 
 from keras_gen import _files, data, evaluation, features, zoo
 from keras_gen import images as images_module
+from keras_gen._choices import EVAL_SAMPLES, STRATEGIES
 from keras_gen._version import __version__
 from keras_gen.models import base
 
 SAMPLE_SEED = 0
-EVAL_SAMPLES = 500  # samples, or test images, per point of a training curve
 CURVE_FIGURE = "training_curve.png"
 # What a training curve plots, by the first capability the model declares: a pattern
 # of the metric's name in `evaluation.evaluate`'s report, and the feature extractor
@@ -392,9 +392,6 @@ def optimizers(model: keras.Model) -> dict:
 
 def _grid_batch(images, columns=None):
     return images_module.grid(np.asarray(images), columns)[None]
-
-
-STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 
 
 def strategy(

@@ -28,6 +28,7 @@ from typing import NamedTuple
 import keras
 
 from keras_gen import _files, export, images, models
+from keras_gen._choices import EVALUATION_PARTS
 
 CARD = "card.json"
 WEIGHTS = "model.weights.h5"
@@ -84,12 +85,6 @@ POLICY = Kind(
 )
 FILE_NAME = Kind('a file name in the preset folder (no "/", not "..")', _is_file_name)
 
-# The parts of an evaluation, each measurable alone (`keras-gen evaluate --measure`),
-# so a slow sampler's card can be measured a part at a time. test: the model's test
-# metrics and likelihood; samples: sample, feature and memorisation metrics
-# (translations, for image-to-image); steps: FID and time at each number of sampling
-# steps; conditions: per requested class, classifier agreement and FID.
-EVALUATION_PARTS = ("test", "samples", "steps", "conditions")
 PARTS_LIST = Kind(
     f"a list of some of {', '.join(EVALUATION_PARTS)}",
     lambda v: (

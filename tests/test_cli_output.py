@@ -234,12 +234,39 @@ def test_the_command_is_recognised_however_it_is_started(
     assert _startup.running_as_command() is command
 
 
-def test_verbose_is_read_before_argparse_as_argparse_reads_it():
-    assert _startup.verbose_requested(["sample", "x", "--verbose"])
-    assert _startup.verbose_requested(["-v", "list"])
-    assert _startup.verbose_requested(["--verb", "list"])
-    assert not _startup.verbose_requested(["sample", "x", "--", "--verbose"])
-    assert not _startup.verbose_requested(["sample", "x", "--prompt=--verbose"])
+# Runs the command's entry point as the console script does (argv[0] "keras-gen"),
+# then says whether TensorFlow was imported.
+ANSWER_WITHOUT_TENSORFLOW = """
+import sys
+sys.argv = ["keras-gen", *sys.argv[1:]]
+from keras_gen.__main__ import main
+try:
+    code = main()
+except SystemExit as exit:
+    code = exit.code
+print(code, "tensorflow" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    "argv, code, stderr",
+    [
+        (["--help"], 0, ""),
+        (["sample"], 2, "the following arguments are required: preset"),
+        (["evaluate", "x", "--measure", "fid"], 2, "unknown part 'fid'"),
+    ],
+)
+def test_help_and_mistyped_flags_are_answered_before_tensorflow_loads(
+    argv, code, stderr
+):
+    run = subprocess.run(
+        [sys.executable, "-c", ANSWER_WITHOUT_TENSORFLOW, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.stdout.splitlines()[-1] == f"{code} False", run.stdout + run.stderr
+    assert stderr in run.stderr
 
 
 def test_quiet_python_logs_hide_library_warnings_but_not_keras_gens():

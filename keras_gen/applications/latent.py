@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_gen._choices import INTERPOLATIONS
 from keras_gen.models import base, inputs, noise
 
-METHODS = ("slerp", "linear")
 # Latent recovery: Adam on the pixel error, with a weak pull towards the prior so
 # the latents stay where the generator was trained.
 RECOVERY_STEPS = 300
@@ -44,9 +44,11 @@ def interpolate(
 
 
 def path(start, end, steps: int, method: str = "slerp") -> tf.Tensor:
-    """Latents (steps, latent_dim) from `start` to `end` by `method` (one of METHODS)."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    """Latents (steps, latent_dim) from `start` to `end` by `method` (INTERPOLATIONS)."""
+    if method not in INTERPOLATIONS:
+        raise ValueError(
+            f"method must be one of {', '.join(INTERPOLATIONS)}, got {method!r}"
+        )
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(f"steps must be an integer of at least 2, got {steps!r}")
     start = np.asarray(start, np.float64)
