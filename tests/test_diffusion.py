@@ -7,8 +7,10 @@ x_t plus Gaussian noise) and compared with what it draws. The shared contract
 (serialization, 1 vs 2 replicas, export, TFLite) runs on tiny.diffusion.
 """
 
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -21,6 +23,7 @@ from keras_gen.models import Diffusion, base, diffusion
 
 MEAN, STD = 0.1, 0.25  # of the analytic data, in the model's [-1, 1] scale
 SHAPE = (8, 8, 1)  # pixels are independent: 64 draws per sample
+DENOISING_TOOL = Path(__file__).resolve().parents[1] / "tools" / "denoising_error.py"
 
 
 class GaussianDenoiser(keras.Model):
@@ -142,6 +145,30 @@ def test_noise_velocity_and_image_convert_into_each_other():
         )
         np.testing.assert_allclose(found_noise, noise, atol=1e-9)
         np.testing.assert_allclose(found_clean, clean, atol=1e-9)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_denoising_error_tool_gives_the_optimal_denoisers_posterior_variances(
+    prediction,
+):
+    """For N(mu, s²) data the optimal x_0 estimate errs by Var(x_0 | x_t) =
+    s² b² / (a² s² + b²) and its noise estimate by a² s² / (a² s² + b²)."""
+    spec = importlib.util.spec_from_file_location("denoising_error", DENOISING_TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    model = analytic(prediction=prediction)
+    draws = np.random.default_rng(0).normal(MEAN, STD, (500, *SHAPE))
+    rows = tool.denoising_errors(model, (draws + 1.0) / 2.0, (999, 900, 500, 50))
+    for row in rows:
+        a2 = float(model.alphas_cumprod[row["timestep"]])
+        total = a2 * STD**2 + (1.0 - a2)
+        assert row["signal"] == pytest.approx(math.sqrt(a2))
+        assert row["image_mse"] == pytest.approx(STD**2 * (1 - a2) / total, rel=0.05)
+        assert row["noise_mse"] == pytest.approx(
+            a2 * STD**2 / total, rel=0.05, abs=1e-6
+        )
+        assert row["saturated"] < 0.001  # float32 rounding, amplified by 1 / a at t 999
+    assert tool.mean_image_mse((draws + 1.0) / 2.0) == pytest.approx(STD**2, rel=0.05)
 
 
 def test_training_draws_timesteps_uniformly_and_drops_conditions_at_the_rate():
