@@ -74,6 +74,19 @@ def _finite_number(text: str) -> float:
     return value
 
 
+def _truncation(text: str) -> float:
+    """An argparse type: a positive float ("inf" turns truncation off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number (or inf: untruncated), got {text!r}"
+        )
+    return value
+
+
 def _preset(parser, what="preset name (shipped preset) or ./path of a preset folder"):
     parser.add_argument("preset", help=what)
 
@@ -122,6 +135,12 @@ def _add_sample(commands):
         "--guidance",
         type=_finite_number,
         help="diffusion presets: classifier-free guidance scale; 0 is unconditional",
+    )
+    sample.add_argument(
+        "--truncation",
+        type=_truncation,
+        help="GAN presets: latents from N(0, 1) truncated to [-T, T], more typical "
+        "and less diverse samples (default: the model's; inf: untruncated)",
     )
     sample.add_argument(
         "--data",
@@ -236,6 +255,12 @@ def _add_evaluate(commands):
         type=_finite_number,
         help="diffusion presets: sample at this classifier-free guidance scale "
         "instead of the preset's own (to choose one; not with --update-card)",
+    )
+    evaluate.add_argument(
+        "--truncation",
+        type=_truncation,
+        help="GAN presets: sample latents truncated to [-T, T] instead of the "
+        "preset's own setting (to choose one; not with --update-card)",
     )
     evaluate.add_argument("--seed", type=_integer(0, TRAIN_SEED_MAX), default=0)
     evaluate.add_argument("--data", help="dataset file or folder")

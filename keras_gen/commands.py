@@ -31,6 +31,8 @@ from keras_gen.models import base, conditioning
 # What a user's mistake raises: bad values, missing files, a refused output, a run
 # that diverged or is locked. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, OSError, training.TrainingError)
+# The flags of `sample` (and evaluate's last two) that are arguments of generate.
+SAMPLING_OPTIONS = ("steps", "guidance", "truncation")
 
 
 def _command_list(args, argv):
@@ -74,7 +76,8 @@ def _command_sample(args, argv):
 
 def _generate_options(model_class: type) -> set[str]:
     """The keyword arguments a family's `generate` declares beside num_samples, seed
-    and conditions: a diffusion model's steps, guidance, sampler and eta."""
+    and conditions: a diffusion model's steps, guidance, sampler and eta, a GAN's
+    truncation."""
     parameters = inspect.signature(model_class.generate).parameters.values()
     return {
         p.name
@@ -85,26 +88,44 @@ def _generate_options(model_class: type) -> set[str]:
 
 
 def _sampling_options(args, model) -> dict:
-    """--steps and --guidance as generate's arguments, refused where it takes none."""
+    """--steps, --guidance and --truncation as generate's arguments, refused where
+    it takes none."""
     given = {
         name: value
-        for name in ("steps", "guidance")
+        for name in SAMPLING_OPTIONS
         if (value := getattr(args, name, None)) is not None
     }
-    taken = _generate_options(type(model))
-    refused = [f"--{name}" for name in given if name not in taken]
+    refused = [name for name in given if name not in _generate_options(type(model))]
     if refused:
         takers = [
             name
             for name in zoo.list()
-            if "steps" in _generate_options(zoo.model_class(zoo.card(name)))
+            if refused[0] in _generate_options(zoo.model_class(zoo.card(name)))
         ]
         raise ValueError(
             f"{args.preset} is a {type(model).__name__}, which takes no "
-            f"{' or '.join(refused)}; those are for diffusion presets: "
-            f"{', '.join(takers) or '(none)'}"
+            f"{' or '.join(f'--{name}' for name in refused)}; --{refused[0]} is for "
+            f"these presets: {', '.join(takers) or '(none)'}"
         )
     return given
+
+
+def _measured_otherwise(args, model) -> None:
+    """evaluate --guidance / --truncation: sample otherwise than the preset does, to
+    choose a setting; a card holds the numbers of the preset's own settings only."""
+    chosen = _sampling_options(args, model)  # refuses a model that takes neither
+    chosen.pop("steps", None)
+    if "guidance" in chosen and not model.conditions:
+        raise ValueError(f"{args.preset} is unconditional: it has no guidance to set")
+    for name, value in chosen.items():
+        own = getattr(model, name)
+        if args.update_card and value != own:
+            raise ValueError(
+                f"--{name} {value:g} with --update-card: the card holds the numbers "
+                f"of the preset's own {name}, {own}; measure without --update-card, "
+                f"or set model.config.{name} in the card and measure every part again"
+            )
+        setattr(model, name, value)
 
 
 def _prompted_conditions(prompt: str, model) -> dict:
@@ -269,8 +290,7 @@ def _command_evaluate(args, argv):
         _files.claim_file(args.json, _files.json_signed, args.overwrite)
     command = shlex.join(["keras-gen", *argv])
     model, card = zoo.load(args.preset), zoo.card(args.preset)
-    if args.guidance is not None:
-        _measured_at_guidance(args, model)
+    _measured_otherwise(args, model)
     spec = card["data"]
     splits = data.Splits(spec["dataset"], args.data)
     report = evaluation.evaluate(
@@ -287,8 +307,9 @@ def _command_evaluate(args, argv):
         measure=args.measure,
     )
     report = {"written_by": "keras_gen", "preset": str(args.preset), **report}
-    if args.guidance is not None:
-        report["guidance"] = args.guidance
+    for name in ("guidance", "truncation"):
+        if getattr(args, name) is not None:
+            report[name] = getattr(args, name)
     _print_report(report)
     if args.json:
         text = json.dumps(report, indent=2) + "\n"
@@ -302,22 +323,6 @@ def _command_evaluate(args, argv):
             zoo.record_figure(args.preset, drawn[0], *drawn[1])
 
 
-def _measured_at_guidance(args, model) -> None:
-    """evaluate --guidance: sample at another scale than the preset's own, to choose
-    one; a card holds the numbers of its own scale only."""
-    _sampling_options(args, model)  # refuses a model that takes no guidance
-    if not model.conditions:
-        raise ValueError(f"{args.preset} is unconditional: it has no guidance to set")
-    if args.update_card and args.guidance != model.guidance:
-        raise ValueError(
-            f"--guidance {args.guidance:g} with --update-card: the card holds the "
-            f"numbers of the preset's own scale, {model.guidance:g}; measure without "
-            "--update-card, or set model.config.guidance in the card and measure "
-            "every part again"
-        )
-    model.guidance = args.guidance
-
-
 def _record_translation_figure(preset, model, spec, splits):
     """The card's input / output / target figure of an image-to-image preset."""
     kind = _paired_kind(preset, spec["dataset"])
@@ -328,8 +333,9 @@ def _record_translation_figure(preset, model, spec, splits):
 
 
 def _print_report(report):
-    if "guidance" in report:
-        print(f"guidance: {report['guidance']:g}")
+    for name in ("guidance", "truncation"):
+        if name in report:
+            print(f"{name}: {report[name]:g}")
     if "extractor" in report:
         extractor = report["extractor"]
         print(

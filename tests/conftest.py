@@ -57,3 +57,19 @@ def _feature_cache(tmp_path_factory):
         os.environ.pop("KERAS_GEN_CACHE", None)
     else:
         os.environ["KERAS_GEN_CACHE"] = saved
+
+
+@pytest.fixture
+def measured_models(monkeypatch):
+    """evaluation.evaluate replaced by a stub reporting one metric: the list of the
+    models it was given, to see what a command set on them before measuring."""
+    from keras_gen import evaluation
+
+    models = []
+
+    def evaluate(model, *args, **kwargs):
+        models.append(model)
+        return {"metrics": [{"name": "FID (x)", "value": 1.0, "command": "c"}]}
+
+    monkeypatch.setattr(evaluation, "evaluate", evaluate)
+    return models

@@ -1,3 +1,4 @@
+import json
 import shlex
 
 import keras
@@ -228,6 +229,25 @@ def test_sample_command_draws_the_class_a_prompt_names(tmp_path, capsys):
     np.testing.assert_array_equal(written, image_grids.grid(np.asarray(expected)))
     assert cli.main(["sample", str(folder), "--prompt", "three", "-o", str(out)]) == 2
     assert "zero, one, two" in capsys.readouterr().err
+
+
+def test_sample_and_evaluate_commands_take_a_truncation(tmp_path, measured_models):
+    model, folder = tiny_cgan_preset(tmp_path)
+    out = tmp_path / "truncated.png"
+    argv = ["sample", str(folder), "-n", "4", "--seed", "1", "--truncation", "0.5"]
+    assert cli.main([*argv, "-o", str(out)]) == 0
+    expected = model.generate(4, seed=1, truncation=0.5)
+    written = tf.io.decode_png(out.read_bytes()).numpy()
+    np.testing.assert_array_equal(written, image_grids.grid(np.asarray(expected)))
+    report = tmp_path / "report.json"
+    argv = ["evaluate", str(folder), "--truncation", "0.5"]
+    assert cli.main([*argv, "--json", str(report)]) == 0
+    assert [m.truncation for m in measured_models] == [0.5]
+    assert json.loads(report.read_text())["truncation"] == 0.5
+    # The card holds the numbers of the preset's own truncation (None here) only.
+    assert cli.main([*argv, "--update-card"]) == 2
+    assert cli.main(["evaluate", "vae_mnist", "--truncation", "0.5"]) == 2
+    assert len(measured_models) == 1  # neither refused command reached it
 
 
 def test_per_class_rows_and_the_card_figure_their_command_redraws(tmp_path, capsys):

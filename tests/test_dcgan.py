@@ -1,6 +1,9 @@
+import math
+
 import keras
 import numpy as np
 import pytest
+import scipy.stats
 import tensorflow as tf
 import tiny
 
@@ -83,6 +86,37 @@ def test_generate_rejects_bad_requests():
         model.decode(np.zeros((2, 7), "float32"))
 
 
+@pytest.mark.parametrize("bound", [0.5, 1.5])
+def test_truncated_latents_follow_scipys_truncated_normal(bound):
+    draws = np.asarray(noise.standard_normal(20_000, 5, 7, bound)).ravel()
+    expected = scipy.stats.truncnorm(-bound, bound)
+    assert np.abs(draws).max() <= bound
+    assert scipy.stats.kstest(draws, expected.cdf).pvalue > 1e-3
+    assert draws.var() == pytest.approx(expected.var(), rel=0.02)
+    again = np.asarray(noise.standard_normal(20_000, 5, 7, bound)).ravel()
+    np.testing.assert_array_equal(draws, again)
+    np.testing.assert_array_equal(
+        noise.standard_normal(4, 3, 1, math.inf), noise.standard_normal(4, 3, 1)
+    )
+
+
+def test_gans_decode_latents_truncated_by_their_config_or_the_call():
+    model = tiny.conditional_gan(truncation=0.5)
+    for truncation, bound in ((None, 0.5), (2.0, 2.0), (math.inf, None)):
+        latents = noise.standard_normal(6, 4, 3, bound)
+        np.testing.assert_allclose(
+            model.generate(6, seed=3, truncation=truncation, digit="one"),
+            model.decode(latents, digit="one"),
+            atol=1e-6,
+        )
+    assert type(model).from_config(model.get_config()).truncation == 0.5
+    for bad in (0, -1.0, float("nan"), "0.5", True):
+        with pytest.raises(ValueError, match="truncation must be None"):
+            tiny.dcgan(truncation=bad)
+        with pytest.raises(ValueError, match="truncation must be None"):
+            model.generate(2, truncation=bad)
+
+
 def test_sizes_that_cannot_be_reached_are_refused():
     with pytest.raises(ValueError, match="image_size=9"):
         DCGAN(image_size=9)
@@ -97,6 +131,7 @@ def test_registered_for_keras_and_in_the_family_registry():
         "latent_dim",
         "seed",
         "generator_ema_decay",
+        "truncation",
         "generator_filters",
         "discriminator_filters",
     ]

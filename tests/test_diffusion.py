@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 import tiny
 
-from keras_gen import cli, data, evaluation, images, zoo
+from keras_gen import cli, data, images, zoo
 from keras_gen.models import Diffusion, base, diffusion
 
 MEAN, STD = 0.1, 0.25  # of the analytic data, in the model's [-1, 1] scale
@@ -454,6 +454,8 @@ def test_sample_command_reads_a_prompt_and_reports_what_it_left_out(
         ("{tiny}", ["--prompt", "a man and a woman"], "names two classes of gender"),
         ("vae_mnist", ["--steps", "10"], "VAE, which takes no --steps"),
         ("cgan_fashion_mnist", ["--guidance", "2"], "takes no --guidance"),
+        ("vae_mnist", ["--truncation", "0.7"], "VAE, which takes no --truncation"),
+        ("{tiny}", ["--truncation", "0"], "--truncation: expected a positive number"),
     ],
 )
 def test_sample_command_refuses_bad_flags_in_one_line(
@@ -472,28 +474,21 @@ def test_sample_command_refuses_bad_flags_in_one_line(
 
 
 def test_evaluate_command_measures_at_another_guidance_outside_the_card(
-    faces_preset, tmp_path, monkeypatch
+    faces_preset, tmp_path, measured_models
 ):
     folder, model = faces_preset
-    seen = []
-
-    def evaluate(measured, *args, **kwargs):
-        seen.append(measured.guidance)
-        return {"metrics": [{"name": "FID (x)", "value": 1.0, "command": "c"}]}
-
-    monkeypatch.setattr(evaluation, "evaluate", evaluate)
     out = tmp_path / "report.json"
     argv = ["evaluate", str(folder), "--guidance", "3.5", "--json", str(out)]
     assert cli.main(argv) == 0
-    assert seen == [3.5]
+    assert [m.guidance for m in measured_models] == [3.5]
     assert json.loads(out.read_text())["guidance"] == 3.5
     # The card keeps the numbers of its own scale.
     assert cli.main([*argv[:4], "--update-card"]) == 2
     own = ["evaluate", str(folder), "--guidance", f"{model.guidance}"]
     assert cli.main([*own, "--update-card"]) == 0
-    assert seen[-1] == model.guidance
+    assert measured_models[-1].guidance == model.guidance
     assert "FID (x)" in {m["name"] for m in zoo.card(folder)["metrics"]}
     assert cli.main(["evaluate", "vae_mnist", "--guidance", "2"]) == 2
     plain = _faces_preset(tmp_path / "plain", tiny.diffusion(conditions=None))
     assert cli.main(["evaluate", str(plain), "--guidance", "2"]) == 2
-    assert len(seen) == 2  # neither refused command reached the evaluation
+    assert len(measured_models) == 2  # neither refused command reached the evaluation

@@ -1,4 +1,5 @@
 import json
+import math
 import re
 import subprocess
 import sys
@@ -204,6 +205,16 @@ def test_uint8_images_are_png_ready(tmp_path):
     np.testing.assert_array_equal(
         images, np.round(model.generate(2, seed=3).numpy() * 255)
     )
+
+
+def test_sample_signature_truncates_as_the_models_config_says(tmp_path):
+    model = tiny.dcgan(truncation=0.7)
+    directory = export.saved_model(model, tmp_path / "truncated")
+    images = tf.saved_model.load(str(directory)).signatures["sample"](
+        num_samples=tf.constant(3), seed=tf.constant(5, tf.int64)
+    )["images"]
+    np.testing.assert_allclose(images, model.generate(3, seed=5), atol=1e-5)
+    assert not np.allclose(images, model.generate(3, seed=5, truncation=math.inf))
 
 
 def served_models(root):

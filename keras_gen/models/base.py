@@ -169,11 +169,16 @@ class Family(keras.Model):
         sample, or a sequence of one per sample, e.g. generate(16, seed=0,
         gender="female"); heads left out cycle through their classes.
         """
+        num_samples, labels = self._sampling_request(num_samples, conditions)
+        return self._sample(num_samples, seed, labels)
+
+    def _sampling_request(self, num_samples, conditions: dict) -> tuple:
+        """(num_samples, labels) of a checked `generate` request; labels None if
+        unconditional, heads left out cycling through their classes."""
         self.require(SAMPLES, "generate images")
         if int(num_samples) < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-        labels = self._labels(conditions, num_samples, cycle=True)
-        return self._sample(int(num_samples), seed, labels)
+        return int(num_samples), self._labels(conditions, num_samples, cycle=True)
 
     def _sample(self, num_samples, seed, labels) -> tf.Tensor:
         """What `generate` and the exported `sample` return, from checked arguments.
@@ -393,8 +398,9 @@ class LatentFamily(Family):
         """Images in [0, 1] for checked latents and labels (None if unconditional)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement _decode")
 
-    def _sample(self, num_samples, seed, labels) -> tf.Tensor:
-        latents = noise.standard_normal(num_samples, self.latent_dim, seed)
+    def _sample(self, num_samples, seed, labels, truncation=None) -> tf.Tensor:
+        """Decoded standard normal latents (truncated to [-truncation, truncation])."""
+        latents = noise.standard_normal(num_samples, self.latent_dim, seed, truncation)
         return inputs.in_batches(self._compiled("_decode"), latents, labels)
 
     def _decode_endpoint(self) -> tuple:

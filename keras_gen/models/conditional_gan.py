@@ -26,7 +26,8 @@ class ConditionalGAN(DCGAN):
         conditions: {head: class names} with one head (the projection embeds one
             label); a label is the position of its class name.
         **kwargs: DCGAN's arguments: image_size, channels, latent_dim,
-            generator_filters, discriminator_filters, seed, generator_ema_decay.
+            generator_filters, discriminator_filters, seed, generator_ema_decay,
+            truncation.
 
     Example:
         classes = keras_gen.data.class_names("fashion_mnist")  # {"class": (...)}

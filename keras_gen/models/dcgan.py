@@ -16,7 +16,7 @@ class DCGAN(gan.NonSaturatingGAN):
             before it double it.
         discriminator_filters: width of the discriminator's first layer.
         **kwargs: the arguments every GAN takes (`gan.GAN`): image_size,
-            channels, latent_dim, seed, generator_ema_decay.
+            channels, latent_dim, seed, generator_ema_decay, truncation.
 
     Example:
         model = keras_gen.DCGAN(image_size=28, channels=1)

@@ -35,6 +35,8 @@ class GAN(base.NetworkOptimizers, base.LatentFamily):
         generator_ema_decay: decay of the generator's moving average per
             generator step (with the warm-up min(decay, (1 + n) / (10 + n)) at
             step n), e.g. 0.999; None for no average.
+        truncation: `generate`'s and the exported `sample`'s default truncation
+            (see `generate`); None samples the latents the generator trained on.
     """
 
     network_optimizers: ClassVar[dict[str, str]] = {}
@@ -47,10 +49,13 @@ class GAN(base.NetworkOptimizers, base.LatentFamily):
         latent_dim: int = 100,
         seed: int = 0,
         generator_ema_decay: float | None = None,
+        truncation: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         ema.check_decay("generator_ema_decay", generator_ema_decay, optional=True)
+        noise.check_truncation(truncation)
+        self.truncation = truncation
         self.image_size = image_size
         self.channels = channels
         self.latent_dim = latent_dim
@@ -58,6 +63,30 @@ class GAN(base.NetworkOptimizers, base.LatentFamily):
         self.generator_ema_decay = generator_ema_decay
         for optimizer in self.network_optimizers:
             setattr(self, optimizer, None)  # set by compile
+
+    def generate(
+        self,
+        num_samples: int,
+        seed: int | None = None,
+        truncation: float | None = None,
+        **conditions,
+    ) -> tf.Tensor:
+        """`num_samples` float32 images in [0, 1]; the same seed gives the same images.
+
+        truncation: draw each latent from N(0, 1) truncated to [-truncation,
+            truncation] (the truncation trick, Brock et al. 2019): samples more
+            typical of what the generator does best, and less diverse. Default:
+            the model's `truncation`; math.inf turns it off.
+        Conditions as the shared contract takes them (see `base.Family.generate`).
+        """
+        noise.check_truncation(truncation)
+        num_samples, labels = self._sampling_request(num_samples, conditions)
+        return self._sample(num_samples, seed, labels, truncation)
+
+    def _sample(self, num_samples, seed, labels, truncation=None) -> tf.Tensor:
+        """The latent family's samples, truncated at `truncation` or the model's."""
+        truncation = self.truncation if truncation is None else truncation
+        return super()._sample(num_samples, seed, labels, truncation)
 
     def _start_generator_average(self) -> None:
         """Keep `ema_generator`, a frozen copy of the built generator, if asked to."""

@@ -21,7 +21,7 @@ class MLPGAN(gan.NonSaturatingGAN):
         discriminator_activation: "relu" or "leaky_relu" (slope 0.2).
         discriminator_dropout: dropout rate after each hidden layer; 0 for none.
         **kwargs: the arguments every GAN takes (`gan.GAN`): image_size,
-            channels, latent_dim, seed, generator_ema_decay.
+            channels, latent_dim, seed, generator_ema_decay, truncation.
 
     Example:
         model = keras_gen.MLPGAN(image_size=28, channels=1)  # the Keras article's

@@ -1,5 +1,7 @@
 """The noise every model draws: seeded, and the same on one device or many replicas."""
 
+import math
+
 import tensorflow as tf
 
 
@@ -31,11 +33,37 @@ def step_seed(seed, step, stream):
     return tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64) * 16 + stream])
 
 
-def standard_normal(num_samples, dim, seed):
+def standard_normal(num_samples, dim, seed, truncation=None):
     """Latents (num_samples, dim) for `generate`: reproducible for a seed, fresh for None.
 
-    `num_samples` and `seed` may be tensors (the exported `sample` signature).
+    `truncation` t draws every coordinate from the standard normal truncated to
+    [-t, t] instead, exactly (the inverse CDF of a uniform draw between the
+    bounds' quantiles); None or infinity does not truncate. `num_samples` and
+    `seed` may be tensors (the exported `sample` signature).
     """
+    shape = (num_samples, dim)
+    if truncation is None or math.isinf(truncation):
+        if seed is None:
+            return tf.random.normal(shape)
+        return tf.random.stateless_normal(shape, seed=(seed, 0))
     if seed is None:
-        return tf.random.normal((num_samples, dim))
-    return tf.random.stateless_normal((num_samples, dim), seed=(seed, 0))
+        uniform = tf.random.uniform(shape, dtype=tf.float64)
+    else:
+        uniform = tf.random.stateless_uniform(shape, seed=(seed, 0), dtype=tf.float64)
+    lower = 0.5 * math.erfc(truncation / math.sqrt(2.0))  # the quantile of -t
+    return tf.cast(tf.math.ndtri(lower + (1.0 - 2.0 * lower) * uniform), tf.float32)
+
+
+def check_truncation(truncation) -> None:
+    """Refuse a truncation that is not a positive number (None: untruncated)."""
+    if truncation is None:
+        return
+    is_number = isinstance(truncation, (int, float)) and not isinstance(
+        truncation, bool
+    )
+    if not (is_number and truncation > 0):
+        raise ValueError(
+            "truncation must be None (untruncated latents) or a positive number, the "
+            f"bound t of latents drawn from N(0, 1) truncated to [-t, t] (e.g. 0.7; "
+            f"infinity does not truncate), got {truncation!r}"
+        )

@@ -34,7 +34,7 @@ class WGANGP(gan.GAN):
             must be a multiple of it.
         gradient_penalty_weight: lambda, the weight of the gradient penalty.
         **kwargs: the arguments every GAN takes (`gan.GAN`): image_size,
-            channels, latent_dim, seed, generator_ema_decay.
+            channels, latent_dim, seed, generator_ema_decay, truncation.
 
     Example:
         model = keras_gen.models.WGANGP(image_size=28, channels=1)
