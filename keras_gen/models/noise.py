@@ -37,8 +37,8 @@ def standard_normal(num_samples, dim, seed, truncation=None):
     """Latents (num_samples, dim) for `generate`: reproducible for a seed, fresh for None.
 
     `truncation` t draws every coordinate from the standard normal truncated to
-    [-t, t] instead, exactly (the inverse CDF of a uniform draw between the
-    bounds' quantiles); None or infinity does not truncate. `num_samples` and
+    [-t, t] instead, exactly (the inverse CDF of a uniform draw between the CDF's
+    values at -t and t); None or infinity does not truncate. `num_samples` and
     `seed` may be tensors (the exported `sample` signature).
     """
     shape = (num_samples, dim)
@@ -50,7 +50,7 @@ def standard_normal(num_samples, dim, seed, truncation=None):
         uniform = tf.random.uniform(shape, dtype=tf.float64)
     else:
         uniform = tf.random.stateless_uniform(shape, seed=(seed, 0), dtype=tf.float64)
-    lower = 0.5 * math.erfc(truncation / math.sqrt(2.0))  # the quantile of -t
+    lower = 0.5 * math.erfc(truncation / math.sqrt(2.0))  # Phi(-t), the mass below -t
     return tf.cast(tf.math.ndtri(lower + (1.0 - 2.0 * lower) * uniform), tf.float32)
 
 
