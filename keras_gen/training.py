@@ -10,6 +10,7 @@ step, so a resumed run takes exactly the steps the uninterrupted one would have.
 
 import contextlib
 import copy
+import dataclasses
 import fcntl
 import hashlib
 import inspect
@@ -475,46 +476,79 @@ def train(
     eval_samples = _check_curve(eval_every, eval_samples, epochs)
     _check_replicas(batch_size, distribution)
     output = _files.claim_folder(output, overwrite)
-    command = command or _command(
+    counts = {
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+    curve = {"eval_every": eval_every, "eval_samples": eval_samples}
+    command = command or _command(preset, output, **counts, data=data_source, **curve)
+    precision = _mixed_precision(mixed_precision)
+    run = _plan(
         preset,
-        output,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        batch_size=batch_size,
-        seed=seed,
-        data=data_source,
-        eval_every=eval_every,
-        eval_samples=eval_samples,
+        recipe,
+        data_source,
+        distribution,
+        command,
+        **counts,
+        **curve,
+        mixed_precision=precision,
     )
-    recipe = _run_recipe(recipe, seed)
+    with exclusive(output) if is_chief(distribution) else contextlib.nullcontext():
+        return _train_into(output, run, checkpoint_every, logdir, verbose, overwrite)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """One training run, its settings checked: what its steps share."""
+
+    recipe: dict
+    settings: dict  # the run's identity: a checkpoint is resumed only by the same
+    splits: data.Splits
+    images: np.ndarray
+    labels: np.ndarray | None
+    distribution: tf.distribute.Strategy
+    command: str
+
+
+def _plan(preset, recipe, data_source, distribution, command, **chosen) -> _Run:
+    """The run's recipe (seeded), its training data, and its settings: the `chosen`
+    counts and options, with the steps of an epoch counted if not given."""
+    recipe = _run_recipe(recipe, chosen["seed"])
     splits = data.Splits(recipe["data"]["dataset"], data_source)
-    train_images, train_labels = _training_data(recipe["data"], splits)
-    settings = _settings(preset, recipe, train_images, train_labels, distribution)
-    settings.update(seed=seed, batch_size=batch_size, epochs=epochs)
-    settings.update(mixed_precision=_mixed_precision(mixed_precision))
-    settings.update(eval_every=eval_every, eval_samples=eval_samples)
+    images, labels = _training_data(recipe["data"], splits)
+    settings = _settings(preset, recipe, images, labels, distribution)
+    settings.update(chosen)
     settings["steps_per_epoch"] = _steps_per_epoch(
-        steps_per_epoch, batch_size, train_images, recipe
+        chosen["steps_per_epoch"], chosen["batch_size"], images, recipe
     )
-    chief = is_chief(distribution)
-    with exclusive(output) if chief else contextlib.nullcontext():
-        model = _build(recipe, seed, distribution, settings["mixed_precision"])
-        folder = output.with_name(output.name + ".train-state")
-        state = _TrainingState(folder, checkpoint_every, chief, identity=settings)
-        curve = None  # measured on the chief only, as the preset is
-        if eval_every is not None and chief:
-            curve = _training_curve(recipe, settings, splits, state, command)
-        callbacks = [state] if curve is None else [state, curve]  # in this order
-        if logdir is not None and chief:
-            callbacks.append(_tensorboard(logdir, settings, train_images, train_labels))
-        _resume(model, state, curve, settings)
-        _fit(model, state, settings, train_images, train_labels, callbacks, verbose)
-        if not chief:
-            return output  # the chief measures and writes the preset
-        trained = _measure_and_write(
-            model, recipe, settings, state, command, splits, output, overwrite, curve
-        )
-        shutil.rmtree(state.folder, ignore_errors=True)
+    return _Run(recipe, settings, splits, images, labels, distribution, command)
+
+
+def _train_into(
+    output, run: _Run, checkpoint_every, logdir, verbose, overwrite
+) -> Path:
+    """Fit the run, checkpointed beside `output`; then the chief alone measures
+    the model and writes the preset (and the curve and TensorBoard are its own)."""
+    chief = is_chief(run.distribution)
+    settings = run.settings
+    model = _build(
+        run.recipe, settings["seed"], run.distribution, settings["mixed_precision"]
+    )
+    folder = output.with_name(output.name + ".train-state")
+    state = _TrainingState(folder, checkpoint_every, chief, identity=settings)
+    measures = chief and settings["eval_every"] is not None
+    curve = _training_curve(run, state) if measures else None
+    callbacks = [state] if curve is None else [state, curve]  # in this order
+    if logdir is not None and chief:
+        callbacks.append(_tensorboard(logdir, run))
+    _resume(model, state, curve, settings)
+    _fit(model, state, run, callbacks, verbose)
+    if not chief:
+        return output
+    trained = _measure_and_write(model, run, state, output, overwrite, curve)
+    shutil.rmtree(state.folder, ignore_errors=True)
     return trained
 
 
@@ -735,7 +769,8 @@ def _build(recipe, seed, distribution, mixed_precision: str | bool):
     return model
 
 
-def _tensorboard(logdir, settings, train_images, train_labels):
+def _tensorboard(logdir, run: _Run):
+    settings = run.settings
     hparams = {
         **{
             k: settings[k]
@@ -750,10 +785,10 @@ def _tensorboard(logdir, settings, train_images, train_labels):
     reference = next(
         iter(
             data.pipeline(
-                train_images[:8],
+                run.images[:8],
                 batch_size=8,
                 shuffle=False,
-                labels=None if train_labels is None else train_labels[:8],
+                labels=None if run.labels is None else run.labels[:8],
                 pairs=data.input_kind(settings["data"]["dataset"]),
             )
         )
@@ -761,40 +796,40 @@ def _tensorboard(logdir, settings, train_images, train_labels):
     return TensorBoard(logdir, hparams, reference_images=reference)
 
 
-def _training_curve(recipe, settings, splits, state, command) -> _TrainingCurve:
+def _training_curve(run: _Run, state: _TrainingState) -> _TrainingCurve:
     """The callback measuring the curve's points: `evaluate`'s headline number for a
     one-device copy of the model, on `eval_samples` samples and test images.
 
     A model or data that cannot give that number is refused here, before training.
     """
-    measured = _one_device_copy(recipe)
-    pattern, extractor = _curve_metric(measured, recipe["data"]["dataset"])
+    measured = _one_device_copy(run.recipe)
+    pattern, extractor = _curve_metric(measured, run.recipe["data"]["dataset"])
     try:
-        splits.images("test")
+        run.splits.images("test")
     except (data.DataSourceError, data.DataError) as error:
         raise type(error)(
             f"eval_every (--eval-every) measures on the test split: {error}"
         ) from None
-    first = _FirstTestImages(splits, settings["eval_samples"])
+    first = _FirstTestImages(run.splits, run.settings["eval_samples"])
     # The recipe's end-of-training settings, with the curve's count and only the
     # parts that hold its headline number (test NLL or accuracy, FID).
-    sizes = {**recipe["training"].get("evaluation", {})}
-    sizes.update(num_samples=settings["eval_samples"], measure=("test", "samples"))
+    sizes = {**run.recipe["training"].get("evaluation", {})}
+    sizes.update(num_samples=run.settings["eval_samples"], measure=("test", "samples"))
 
     def measure(model):
         measured.set_weights(model.get_weights())
         report = evaluation.evaluate(
             measured,
-            recipe["data"],
-            command,
-            seed=settings["seed"],
+            run.recipe["data"],
+            run.command,
+            seed=run.settings["seed"],
             feature_extractor=extractor,
             splits=first,
             **sizes,
         )
         return _headline(report, pattern)
 
-    return _TrainingCurve(state, measure, settings)
+    return _TrainingCurve(state, measure, run.settings)
 
 
 def _one_device_copy(recipe: dict) -> keras.Model:
@@ -848,8 +883,9 @@ def _resume(model, state, curve, settings):
         curve.resume(model)
 
 
-def _fit(model, state, settings, train_images, train_labels, callbacks, verbose):
+def _fit(model, state, run: _Run, callbacks, verbose):
     """Fit from the step the model has reached until the last step."""
+    settings = run.settings
     steps_per_epoch = settings["steps_per_epoch"]
     total_steps = settings["epochs"] * steps_per_epoch
     done = step(model)
@@ -860,12 +896,12 @@ def _fit(model, state, settings, train_images, train_labels, callbacks, verbose)
         epoch, into_epoch = divmod(done, steps_per_epoch)
         model.fit(
             data.training_pipeline(
-                train_images,
+                run.images,
                 batch_size=settings["batch_size"],
                 seed=settings["seed"],
                 start_step=done,
                 binarize=settings["binarize"],
-                labels=train_labels,
+                labels=run.labels,
                 pairs=data.input_kind(settings["data"]["dataset"]),
             ),
             initial_epoch=epoch,
@@ -900,9 +936,7 @@ def _divergence_message(state):
     return f"training diverged at step {at}: {name} is {value}. {kept}"
 
 
-def _measure_and_write(
-    model, recipe, settings, state, command, splits, output, overwrite, curve
-):
+def _measure_and_write(model, run: _Run, state, output, overwrite, curve):
     """Measure a one-device copy of the trained model and write the preset folder.
 
     A one-device copy's numbers do not depend on the strategy that trained it, and
@@ -911,55 +945,59 @@ def _measure_and_write(
     history = model.history.history if getattr(model, "history", None) else {}
     final = {name: float(values[-1]) for name, values in history.items() if values}
     metrics = [
-        {"name": f"train {name} (last epoch)", "value": value, "command": command}
+        {"name": f"train {name} (last epoch)", "value": value, "command": run.command}
         for name, value in final.items()
     ]
-    trained = _one_device_copy(recipe)
+    trained = _one_device_copy(run.recipe)
     trained.set_weights(model.get_weights())
     metrics += evaluation.evaluate(
         trained,
-        recipe["data"],
-        command,
-        seed=settings["seed"],
-        splits=splits,
-        **recipe["training"].get("evaluation", {}),
+        run.recipe["data"],
+        run.command,
+        seed=run.settings["seed"],
+        splits=run.splits,
+        **run.recipe["training"].get("evaluation", {}),
     )["metrics"]
     generative = trained.can(base.SAMPLES)
-    samples_command = (
-        {
-            "samples_command": f"keras-gen sample {_preset_argument(output)} -n 64 --seed {SAMPLE_SEED} -o samples.png"
-        }
-        if generative
-        else {}
-    )
     trained_card = {
-        **recipe,
-        "trained": {
-            "command": command,
-            **samples_command,
-            "epochs": settings["epochs"],
-            "steps": settings["epochs"] * settings["steps_per_epoch"],
-            **{
-                k: settings[k]
-                for k in ("batch_size", "seed", "replicas", "mixed_precision")
-            },
-            "wall_time_s": round(state.wall_time_s, 1),
-            "hardware": evaluation.hardware(),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "keras_gen": __version__,
-            "keras_gen_commit": source_revision(),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        },
+        **run.recipe,
+        "trained": _trained_record(run, state, output, generative),
         "metrics": metrics,
     }
-    entries, figures = _figures(trained, recipe["data"], splits, output, metrics)
+    spec = run.recipe["data"]
+    entries, figures = _figures(trained, spec, run.splits, output, metrics)
     if entries:
         trained_card["figures"] = entries
     if curve is not None:
-        curve.add_to(trained_card, figures, command)
+        curve.add_to(trained_card, figures, run.command)
     samples = trained.generate(64, seed=SAMPLE_SEED) if generative else None
     return zoo.write(output, trained, trained_card, samples, overwrite, figures)
+
+
+def _trained_record(run: _Run, state, output, generative: bool) -> dict:
+    """The card's record of how the preset was trained, with what, and how long."""
+    settings = run.settings
+    samples_command = (
+        f"keras-gen sample {_preset_argument(output)} -n 64 --seed {SAMPLE_SEED} "
+        "-o samples.png"
+    )
+    return {
+        "command": run.command,
+        **({"samples_command": samples_command} if generative else {}),
+        "epochs": settings["epochs"],
+        "steps": settings["epochs"] * settings["steps_per_epoch"],
+        **{
+            k: settings[k]
+            for k in ("batch_size", "seed", "replicas", "mixed_precision")
+        },
+        "wall_time_s": round(state.wall_time_s, 1),
+        "hardware": evaluation.hardware(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_gen": __version__,
+        "keras_gen_commit": source_revision(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def _figures(model, spec, splits, output, metrics) -> tuple[list, dict]:
