@@ -5,7 +5,7 @@ import tensorflow as tf
 import tiny
 from scipy import stats
 
-from keras_gen.models import base, noise
+from keras_gen.models import base, noise, vae
 
 
 def binary_images(count=6, seed=0):
@@ -187,9 +187,35 @@ def test_discretized_gaussian_scores_code_lengths_and_draws_8_bit_images():
     assert values.min() >= 0 and values.max() <= 255
 
 
-def test_a_gaussian_vae_is_labelled_a_continuous_density():
-    assert tiny.vae(likelihood="gaussian").likelihood_bound == (
-        "IWAE K=100, continuous density"
+def test_a_gaussian_vae_scores_levels_by_its_normals_mass_on_each_bin():
+    model = tiny.vae(likelihood="gaussian")
+    model.log_scale.assign(np.log(0.05))
+    latents = np.random.default_rng(1).standard_normal((4, 3)).astype("float32")
+    images = eight_bit_images()
+    density = model._likelihood_distribution(latents, None)
+    means = density.mean().numpy().astype("float64")
+    expected = numpy_eight_bit_log_prob(means, 0.05, images)
+    got = model._likelihood_distribution(latents, None, levels=True).log_prob(images)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    # Away from the edge bins and with bins far narrower than the scale, a level's
+    # mass is the density times the bin's width, 1 / 255.
+    model.log_scale.assign(np.log(0.3))
+    density = model._likelihood_distribution(latents, None)
+    inner = np.clip(images, 20 / 255, 235 / 255)
+    binned = model._likelihood_distribution(latents, None, levels=True).log_prob(inner)
+    by_width = density.log_prob(inner) - inner[0].size * np.log(255.0)
+    np.testing.assert_allclose(binned, by_width, atol=0.01)
+
+
+def test_a_gaussian_vae_reports_a_code_length_where_its_density_is_negative():
+    model = tiny.vae(likelihood="gaussian")
+    model.log_scale.assign(np.log(0.05))
+    decoded = model.decode(np.zeros((4, 3), "float32")).numpy()
+    images = np.round(decoded * 255) / 255
+    assert np.all(model.score(images).numpy() < 0)  # a density above 1 per pixel
+    assert np.all(model.negative_log_likelihood(images).numpy() > 0)
+    assert model.likelihood_bound == (
+        "IWAE K=100, Gaussian pixels binned to 8-bit levels"
     )
 
 
@@ -228,6 +254,15 @@ def test_importance_weights_match_numpy_and_the_bound_tightens():
     many = float(tf.reduce_mean(model.negative_log_likelihood(images, num_samples=500)))
     assert many < one  # K = 1 is the ELBO; more samples tighten the bound
     assert one == pytest.approx(float(tf.reduce_mean(model.score(images))), rel=0.2)
+
+
+def test_likelihood_in_chunks_of_draws_equals_all_draws_at_once(monkeypatch):
+    model = tiny.vae()
+    images = binary_images(4)
+    whole = model.negative_log_likelihood(images, num_samples=10).numpy()
+    monkeypatch.setattr(vae, "DECODED_AT_ONCE", 12)  # 3 draws of 4 images a pass
+    chunked = model.negative_log_likelihood(images, num_samples=10).numpy()
+    np.testing.assert_allclose(chunked, whole, rtol=1e-6)
 
 
 def test_preview_shows_samples_and_reconstructions_beside_their_images():

@@ -24,6 +24,9 @@ NETWORKS = {
 }
 # Importance samples K of negative_log_likelihood's default: what evaluate reports.
 IMPORTANCE_SAMPLES = 100
+# Images negative_log_likelihood decodes at once (importance samples x batch):
+# its memory bound.
+DECODED_AT_ONCE = 1000
 # Metropolis-within-Gibbs sweeps of `inpaint`.
 INPAINTING_ITERATIONS = 100
 
@@ -47,7 +50,8 @@ class VAE(base.LatentFamily):
             8-bit ones (each level gets the mass a Gaussian puts on its bin, its
             mean and scale decoded per pixel, so -log p(x) is a code length,
             comparable in bits/dim with discrete models'); "gaussian" for
-            continuous ones, a density with one learned pixel scale.
+            continuous ones, a density with one learned pixel scale (trained on
+            that density; `negative_log_likelihood` bins it to 8-bit levels).
         beta: weight of the KL term; beta > 1 is a beta-VAE (Higgins et al. 2017).
         network: "convolutional"; "residual", the same with a residual block of
             two 3x3 convolutions at each resolution (a deeper decoder, for
@@ -147,10 +151,10 @@ class VAE(base.LatentFamily):
 
     @property
     def likelihood_bound(self) -> str:
-        """How negative_log_likelihood bounds -log p(x), for metric names; a
-        continuous density has no bits/dim to compare with discrete models'."""
+        """How negative_log_likelihood bounds -log p(x), for metric names."""
         bound = f"IWAE K={IMPORTANCE_SAMPLES}"
-        return bound + (", continuous density" if self.likelihood == "gaussian" else "")
+        binned = ", Gaussian pixels binned to 8-bit levels"
+        return bound + (binned if self.likelihood == "gaussian" else "")
 
     @property
     def prior(self) -> tfd.Distribution:
@@ -189,13 +193,26 @@ class VAE(base.LatentFamily):
 
         The IWAE bound (Burda et al. 2016): it tightens towards -log p(x) as K grows,
         and K = 1 is the ELBO. A conditional model needs every head per image.
+        A Gaussian likelihood scores the images' 8-bit levels, each given the mass
+        its Normal puts on the level's bin: a code length, comparable in bits/dim
+        with discrete models', where the density's nats could fall below zero.
         """
         images = self._checked_images(images)
         labels = self._labels(conditions, len(images))
         draws = tf.random.stateless_normal(
             [num_samples, tf.shape(images)[0], self.latent_dim], seed=(seed, 1)
         )
-        log_weights = self._importance_log_weights(images, draws, labels)
+        # A few draws at a time: K decoded copies of a batch at once took 18 GB.
+        chunk = max(1, DECODED_AT_ONCE // max(1, len(images)))
+        log_weights = tf.concat(
+            [
+                self._importance_log_weights(
+                    images, draws[start : start + chunk], labels
+                )
+                for start in range(0, num_samples, chunk)
+            ],
+            axis=0,
+        )
         return -(
             tf.reduce_logsumexp(log_weights, axis=0) - tf.math.log(float(num_samples))
         )
@@ -304,8 +321,10 @@ class VAE(base.LatentFamily):
             reinterpreted_batch_ndims=1,
         )
 
-    def _likelihood_distribution(self, latents, labels, training=False):
-        """p(x|z), one distribution over whole images per latent."""
+    def _likelihood_distribution(self, latents, labels, training=False, levels=False):
+        """p(x|z), one distribution over whole images per latent. With `levels`, a
+        Gaussian likelihood gives the mass its Normal puts on each 8-bit level's
+        bin instead of its density (the other likelihoods are discrete already)."""
         outputs = self.decoder(self._decoder_inputs(latents, labels), training=training)
         if self.likelihood == "bernoulli":
             pixels = tfd.Bernoulli(logits=outputs, dtype=tf.float32)
@@ -313,6 +332,8 @@ class VAE(base.LatentFamily):
             means, raw_scales = tf.split(outputs, 2, axis=-1)
             scales = tf.nn.softplus(raw_scales) + MIN_PIXEL_SCALE
             return EightBitImages(tf.sigmoid(means), scales)
+        elif levels:
+            return EightBitImages(tf.sigmoid(outputs), tf.exp(self.log_scale))
         else:
             pixels = tfd.Normal(tf.sigmoid(outputs), tf.exp(self.log_scale))
         return tfd.Independent(pixels, reinterpreted_batch_ndims=3)
@@ -333,20 +354,28 @@ class VAE(base.LatentFamily):
         return reconstruction + self.beta * kl
 
     def _importance_log_weights(self, images, draws, labels=None):
-        """log p(x|z_k) + log p(z_k) - log q(z_k|x) for z_k = mu + sigma * noise[k]."""
-        log_likelihood, log_ratio, _ = self._importance_terms(images, draws, labels)
+        """log P(x|z_k) + log p(z_k) - log q(z_k|x) for z_k = mu + sigma * noise[k],
+        x's 8-bit levels scored by a Gaussian likelihood's mass on their bins."""
+        log_likelihood, log_ratio, _ = self._importance_terms(
+            images, draws, labels, levels=True
+        )
         return log_likelihood + log_ratio
 
-    def _importance_terms(self, images, draws, labels=None, training=False):
+    def _importance_terms(
+        self, images, draws, labels=None, training=False, levels=False
+    ):
         """log p(x|z_k), log p(z_k) - log q(z_k|x), each (K, batch), and KL(q || p)
-        per example, for z_k = mu + sigma * draws[k]."""
+        per example, for z_k = mu + sigma * draws[k] (`levels`: as
+        _likelihood_distribution's)."""
         posterior = self._posterior(images, training=training, labels=labels)
         # (K, batch, latent_dim)
         latents = posterior.mean() + posterior.stddev() * draws
         samples, batch = tf.shape(draws)[0], tf.shape(draws)[1]
         flat = tf.reshape(latents, [-1, self.latent_dim])
         repeated_labels = None if labels is None else tf.tile(labels, [samples, 1])
-        likelihood = self._likelihood_distribution(flat, repeated_labels, training)
+        likelihood = self._likelihood_distribution(
+            flat, repeated_labels, training, levels
+        )
         repeated = tf.tile(images, [samples, 1, 1, 1])
         log_likelihood = tf.reshape(likelihood.log_prob(repeated), [samples, batch])
         log_ratio = self.prior.log_prob(latents) - posterior.log_prob(latents)
