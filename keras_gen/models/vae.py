@@ -202,7 +202,8 @@ class VAE(base.LatentFamily):
         draws = tf.random.stateless_normal(
             [num_samples, tf.shape(images)[0], self.latent_dim], seed=(seed, 1)
         )
-        # A few draws at a time: K decoded copies of a batch at once took 18 GB.
+        # A few draws at a time: all 100 draws of 100 cvae_faces images at once
+        # peaked at 20.8 GB of memory, 10 at a time at 2.3 GB.
         chunk = max(1, DECODED_AT_ONCE // max(1, len(images)))
         log_weights = tf.concat(
             [
