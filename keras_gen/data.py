@@ -233,7 +233,8 @@ def _load(name, split, *, source, download, labels):
             # Offline, TFDS retries for minutes before it gives up: say what it does.
             print(
                 f"no local copy of {name!r}; downloading it with TFDS "
-                f"{dataset.tfds_name!r} (needs network access)",
+                f"{dataset.tfds_name!r} (needs network access; offline, pass a "
+                "local copy as source=PATH or --data PATH, or set KERAS_GEN_DATA)",
                 file=sys.stderr,
             )
             try:

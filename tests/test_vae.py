@@ -53,22 +53,24 @@ def test_kl_and_elbo_match_an_independent_numpy_computation():
     )
     np.testing.assert_allclose(
         model.score(images),
-        expected_reconstruction + 1.5 * expected_kl,
+        expected_reconstruction + expected_kl,  # the ELBO: beta weighs training only
         rtol=1e-5,
         atol=1e-4,
     )
 
 
-def test_score_agrees_with_evaluate():
-    model = tiny.vae()
+@pytest.mark.parametrize("beta", [1.0, 4.0])
+def test_score_is_the_negative_elbo_that_evaluate_reports(beta):
+    model = tiny.vae(beta=beta)
     model.compile(optimizer="adam")
     images = binary_images(8)
     results = model.evaluate(images, batch_size=8, return_dict=True, verbose=0)
     scores = model.score(images)
     assert scores.shape == (8,)
-    assert results["loss"] == pytest.approx(float(tf.reduce_mean(scores)), rel=1e-6)
+    elbo = results["reconstruction_loss"] + results["kl_loss"]
+    assert float(tf.reduce_mean(scores)) == pytest.approx(elbo, rel=1e-6)
     assert results["loss"] == pytest.approx(
-        results["reconstruction_loss"] + results["kl_loss"], rel=1e-6
+        results["reconstruction_loss"] + beta * results["kl_loss"], rel=1e-6
     )
 
 

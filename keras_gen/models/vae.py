@@ -35,9 +35,10 @@ INPAINTING_ITERATIONS = 100
 class VAE(base.LatentFamily):
     """Variational autoencoder whose posterior, prior and likelihood are TFP distributions.
 
-    The loss is the negative ELBO in nats per image,
-    E_q[-log p(x|z)] + beta * KL(q(z|x) || p(z)), with the KL from
-    `tfd.kl_divergence`. Trains on images in [0, 1]. A conditional variant
+    The loss is E_q[-log p(x|z)] + beta * KL(q(z|x) || p(z)) in nats per image,
+    with the KL from `tfd.kl_divergence`: the negative ELBO when beta is 1.
+    `score` is the negative ELBO whatever beta trained the model, since only it
+    bounds -log p(x). Trains on images in [0, 1]. A conditional variant
     changes the hooks `_build_networks`, `_encoder_inputs` and `_decoder_inputs`.
 
     Args:
@@ -176,8 +177,9 @@ class VAE(base.LatentFamily):
     def score(self, images, seed: int | None = None, **conditions) -> tf.Tensor:
         """Per-example negative ELBO in nats (one posterior sample, analytic KL).
 
-        With seed=None it uses the evaluation noise, so the mean over a batch is
-        exactly what `evaluate` reports for that batch.
+        With seed=None it uses the evaluation noise, so for training_samples=1 the
+        mean over a batch is exactly `evaluate`'s reconstruction_loss + kl_loss
+        (its loss too when beta is 1; a beta-VAE's loss weights the KL by beta).
         """
         images = self._checked_images(images)
         return self._score(images, self._labels(conditions, len(images)), seed)
@@ -352,7 +354,7 @@ class VAE(base.LatentFamily):
     def _score(self, images, labels, seed=None) -> tf.Tensor:
         seed = self._evaluation_seed() if seed is None else noise.step_seed(seed, -1, 0)
         reconstruction, kl = self._negative_elbo_terms(images, seed, False, labels)
-        return reconstruction + self.beta * kl
+        return reconstruction + kl
 
     def _importance_log_weights(self, images, draws, labels=None):
         """log P(x|z_k) + log p(z_k) - log q(z_k|x) for z_k = mu + sigma * noise[k],
