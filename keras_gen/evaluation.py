@@ -7,6 +7,7 @@ real images of the other split in place of generated ones, i.e. what a perfect
 model would score with this many samples.
 """
 
+import contextlib
 import dataclasses
 import inspect
 import os
@@ -49,9 +50,23 @@ class _Run:
     rng: np.random.Generator
     class_samples: int
     measure: frozenset = frozenset(EVALUATION_PARTS)
+    part: str | None = None  # the part being measured, recorded with each metric
 
     def add(self, name, value, **extra):
-        self.report["metrics"].append({"name": name, "value": float(value), **extra})
+        metric = {"name": name, "value": float(value), **extra}
+        if self.part is not None:
+            metric["part"] = self.part
+        self.report["metrics"].append(metric)
+
+    @contextlib.contextmanager
+    def measuring(self, part: str):
+        """Tag the metrics added inside with `part`, so that a card re-measuring
+        that part can drop the part's old numbers, even those renamed since."""
+        self.part = part
+        try:
+            yield
+        finally:
+            self.part = None
 
     @property
     def other(self) -> str:
@@ -121,18 +136,23 @@ def evaluate(
 def _measure_parts(run: _Run, feature_extractor: str, trained: dict | None) -> None:
     """Each part in `run.measure` that the model has, into the run's report."""
     model, measure, dataset = run.model, run.measure, run.spec["dataset"]
-    tested = _test_metrics(run)
-    if trained and model.get_config().get("dp_noise") and "test" in measure:
-        _privacy_budget(run, trained)
+    with run.measuring("test"):
+        tested = _test_metrics(run)
+        if trained and model.get_config().get("dp_noise") and "test" in measure:
+            _privacy_budget(run, trained)
     if tested and model.can(base.SAMPLES) and measure - {"test"}:
-        generated = _generated(run) if "samples" in measure else None
+        generated = None
+        if "samples" in measure:
+            with run.measuring("samples"):
+                generated = _generated(run)
         extractor = _extractor(feature_extractor, dataset)
         if extractor is not None:
             _feature_metrics(run, extractor, generated)
     if tested and model.can(base.TRANSLATION) and "samples" in measure:
         # A paired dataset's images are those of the dataset it is made from.
         source = data.REGISTRY[dataset].made_from or dataset
-        _translation_metrics(run, _extractor(feature_extractor, source), source)
+        with run.measuring("samples"):
+            _translation_metrics(run, _extractor(feature_extractor, source), source)
 
 
 def _parts_of(model) -> set[str]:
@@ -283,13 +303,16 @@ def _feature_metrics(run: _Run, extractor, generated: np.ndarray | None) -> None
     default_features = None
     if generated is not None:
         default_features = extractor.features(generated)
-        _sample_and_floor_metrics(
-            run, extractor, generated, default_features, features_of
-        )
+        with run.measuring("samples"):
+            _sample_and_floor_metrics(
+                run, extractor, generated, default_features, features_of
+            )
     if _samples_in_steps(run.model) and "steps" in run.measure:
-        _steps_tradeoff(run, extractor, reference_features, default_features)
+        with run.measuring("steps"):
+            _steps_tradeoff(run, extractor, reference_features, default_features)
     if run.model.can(base.CONDITIONS) and "conditions" in run.measure:
-        _conditional(run, extractor, reference_features, reference_labels)
+        with run.measuring("conditions"):
+            _conditional(run, extractor, reference_features, reference_labels)
 
 
 def _sample_and_floor_metrics(

@@ -94,6 +94,8 @@ PARTS_LIST = Kind(
     ),
 )
 
+PART = Kind(f"one of {', '.join(EVALUATION_PARTS)}", lambda v: v in EVALUATION_PARTS)
+
 REQUIRED, OPTIONAL = True, False
 
 # Every key a card may hold, whether it must be there (when its parent is), and what
@@ -162,6 +164,8 @@ CARD_SCHEMA: dict[str, tuple[bool, Kind]] = {
     "metrics[].value": (REQUIRED, NUMBER),
     "metrics[].command": (REQUIRED, TEXT),
     "metrics[].samples": (OPTIONAL, POSITIVE_INTEGER),
+    # The evaluation part that measured it (keras-gen evaluate --measure).
+    "metrics[].part": (OPTIONAL, PART),
     "figures": (OPTIONAL, LIST),
     "figures[]": (REQUIRED, OBJECT),
     "figures[].file": (REQUIRED, FILE_NAME),
@@ -634,13 +638,21 @@ def record_metrics(
 ) -> None:
     """Put measured metrics into a preset's card, each naming the command that measured it.
 
-    A metric of the same name is replaced; the weights are not touched. The new card
-    is checked before it is written, so a bad metric never lands in a card.
+    A metric of the same name is replaced, and so is every old metric of an
+    evaluation part measured again (a number renamed since, or no longer reported,
+    would otherwise stay in the card under a command that no longer gives it). The
+    weights are not touched. The new card is checked before it is written, so a bad
+    metric never lands in a card.
     """
     preset_card = card(name_or_path)
     metrics = [{**metric, "command": command} for metric in metrics]
     names = {metric["name"] for metric in metrics}
-    kept = [m for m in preset_card.get("metrics", []) if m["name"] not in names]
+    parts = {metric["part"] for metric in metrics if "part" in metric}
+    kept = [
+        m
+        for m in preset_card.get("metrics", [])
+        if m["name"] not in names and m.get("part") not in parts
+    ]
     updated = {**preset_card, "metrics": kept + metrics}
     validate(updated, path(name_or_path) / CARD)
     update_card(name_or_path, updated)

@@ -1,5 +1,6 @@
 import itertools
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -381,9 +382,22 @@ def test_evaluate_command_writes_a_json_report(toy, tmp_path, monkeypatch):
     )
     assert report["num_samples"] == 50 and report["reference_count"] == 2000
     assert report["command"] == "keras-gen " + " ".join(argv)
-    names = {m["name"] for m in report["metrics"]}
-    assert "FID (classifier_toy)" in names and "test d_real" in names
-    assert names <= {m["name"] for m in zoo.card(preset)["metrics"]}
+    parts = {m["name"]: m["part"] for m in report["metrics"]}
+    assert parts["FID (classifier_toy)"] == "samples" and parts["test d_real"] == "test"
+    assert set(parts) <= {m["name"] for m in zoo.card(preset)["metrics"]}
+    # A renamed number of a part measured again leaves the card; other parts stay.
+    stale = {"name": "FID (renamed)", "value": 9.0, "command": "c", "part": "samples"}
+    card = zoo.card(preset)
+    zoo.update_card(preset, {**card, "metrics": [*card["metrics"], stale]})
+    again = ["evaluate", str(preset), "--data", str(source), "--measure", "samples"]
+    again += ["--features", str(classifier_folder), "--num-samples", "50"]
+    assert cli.main([*again, "--update-card"]) == 0
+    commands = {m["name"]: m["command"] for m in zoo.card(preset)["metrics"]}
+    assert "FID (renamed)" not in commands
+    assert commands["test d_real"] == report["command"]
+    assert commands["FID (classifier_toy)"] == shlex.join(
+        ["keras-gen", *again, "--update-card"]
+    )
     assert (
         cli.main(
             ["evaluate", str(preset), "--data", str(source), "--features", str(preset)]

@@ -338,6 +338,22 @@ def test_record_metrics_refuses_a_bad_metric_and_leaves_the_card(tmp_path):
     assert (folder / zoo.CARD).read_bytes() == before
 
 
+def test_record_metrics_replaces_every_old_number_of_a_part_measured_again(tmp_path):
+    old = [
+        {"name": "FID (old name)", "value": 3.0, "command": "a", "part": "samples"},
+        {"name": "test loss", "value": 2.0, "command": "a", "part": "test"},
+        {"name": "export parity", "value": 1e-6, "command": "b"},  # no part
+    ]
+    folder = write_card(tmp_path / "p", [("metrics", old)])
+    new = [{"name": "FID (x)", "value": 1.5, "part": "samples"}]
+    zoo.record_metrics(folder, new, "keras-gen evaluate p --measure samples")
+    found = {m["name"]: m for m in zoo.card(folder)["metrics"]}
+    assert set(found) == {"test loss", "export parity", "FID (x)"}
+    assert found["FID (x)"]["command"] == "keras-gen evaluate p --measure samples"
+    with pytest.raises(zoo.CardError, match=r"metrics\[\d+\]\.part must be one of"):
+        zoo.record_metrics(folder, [{"name": "x", "value": 1.0, "part": "s"}], "c")
+
+
 # --- Files a card names: plain names of regular files in its folder ---------------
 
 WEIGHTS_ENTRY = {zoo.WEIGHTS: {"sha256": SIXTY_FOUR_ZEROS, "url": None}}
