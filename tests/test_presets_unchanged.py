@@ -9,8 +9,9 @@ commit that ships them (classifier_fashion_mnist: the one where its test accurac
 went from 0.893 to 0.934; cgan_fashion_mnist: the one shipping its retrained weights,
 and the one where it began to sample at truncation 1.0; vae_mnist: the one shipping
 its residual 30-epoch retrain; pixelcnn_mnist: the one shipping its 4-epoch, 12-layer
-retrain; cvae_faces: the one shipping its beta-4, 20-epoch retrain), so later changes
-stay guarded.
+retrain; cvae_faces: the one shipping its beta-4, 20-epoch retrain; wgan_gp_faces: the
+one shipping its 36-epoch retrain with a generator average), so later changes stay
+guarded.
 """
 
 from pathlib import Path
