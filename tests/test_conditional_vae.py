@@ -52,7 +52,7 @@ def test_kl_is_tfd_kl_divergence_and_the_elbo_matches_numpy():
     )
     np.testing.assert_allclose(
         model.score(images, **named(y)),
-        expected_reconstruction + expected_kl,  # the ELBO: beta weighs training only
+        expected_reconstruction + expected_kl,  # the negative ELBO, free of beta
         rtol=1e-5,
         atol=1e-4,
     )

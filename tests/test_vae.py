@@ -53,7 +53,7 @@ def test_kl_and_elbo_match_an_independent_numpy_computation():
     )
     np.testing.assert_allclose(
         model.score(images),
-        expected_reconstruction + expected_kl,  # the ELBO: beta weighs training only
+        expected_reconstruction + expected_kl,  # the negative ELBO, free of beta
         rtol=1e-5,
         atol=1e-4,
     )
