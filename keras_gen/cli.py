@@ -338,6 +338,12 @@ def _add_train(commands):
     )
     _curve_flags(train)
     train.add_argument(
+        "--init-from",
+        metavar="PRESET",
+        help="fine-tune: start from this preset's weights (the same network as the "
+        "recipe's) instead of a fresh initialization",
+    )
+    train.add_argument(
         "--cpu-replicas",
         type=_integer(1, 64),
         metavar="N",

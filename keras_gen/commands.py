@@ -416,6 +416,7 @@ def _command_train(args, argv):
         overwrite=args.overwrite,
         eval_every=args.eval_every,
         eval_samples=args.eval_samples,
+        init_from=args.init_from,
     )
     print(f"wrote preset {output}")
 

@@ -114,16 +114,7 @@ class _TrainingState(keras.callbacks.Callback):
                 "or choose another --output"
             )
         stored = json.loads(run.read_text())
-        differ = sorted(
-            key
-            for key in {*stored, *self.identity}
-            if stored.get(key) != self.identity.get(key)
-        )
-        if differ:
-            details = "; ".join(
-                f"{key}: checkpoint {stored.get(key)!r}, now {self.identity.get(key)!r}"
-                for key in differ
-            )
+        if details := _differences(stored, self.identity, ("checkpoint", "now")):
             raise CheckpointMismatch(
                 f"{self.folder} holds the checkpoint of another run ({details}). "
                 "Run the same command as that run to resume it, choose another "
@@ -458,6 +449,7 @@ def train(
     overwrite: bool = False,
     eval_every: int | None = None,
     eval_samples: int | None = None,
+    init_from: str | os.PathLike | None = None,
 ) -> Path:
     """Train `preset`'s recipe (overrides as given) and write a preset folder at `output`.
 
@@ -466,10 +458,13 @@ def train(
     checkpoint beside it is resumed only by a run with the same settings, and one
     run at a time may train into it. `eval_every` N measures the model's headline
     number (test NLL, else FID) every N epochs on `eval_samples` samples (default
-    500): the card's training curve, drawn in training_curve.png.
+    500): the card's training curve, drawn in training_curve.png. `init_from` (a
+    preset of the same network) fine-tunes: the run starts from its verified weights
+    instead of a fresh initialization, and the card records them.
     """
     recipe = zoo.card(preset)
     _check_trainable(recipe)
+    parent = None if init_from is None else _parent(init_from, recipe)
     epochs, batch_size, seed = _or_recipe(recipe, epochs, batch_size, seed)
     distribution = distribution or strategy()
     _check_settings(epochs, steps_per_epoch, batch_size, seed, checkpoint_every)
@@ -483,7 +478,9 @@ def train(
         "seed": seed,
     }
     curve = {"eval_every": eval_every, "eval_samples": eval_samples}
-    command = command or _command(preset, output, **counts, data=data_source, **curve)
+    command = command or _command(
+        preset, output, **counts, data=data_source, **curve, init_from=init_from
+    )
     precision = _mixed_precision(mixed_precision)
     run = _plan(
         preset,
@@ -494,6 +491,7 @@ def train(
         **counts,
         **curve,
         mixed_precision=precision,
+        init_from=parent,
     )
     with exclusive(output) if is_chief(distribution) else contextlib.nullcontext():
         return _train_into(output, run, checkpoint_every, logdir, verbose, overwrite)
@@ -544,12 +542,60 @@ def _train_into(
     if logdir is not None and chief:
         callbacks.append(_tensorboard(logdir, run))
     _resume(model, state, curve, settings)
+    if settings["init_from"] is not None and step(model) == 0:
+        _start_from(model, settings["init_from"])
     _fit(model, state, run, callbacks, verbose)
     if not chief:
         return output
     trained = _measure_and_write(model, run, state, output, overwrite, curve)
     shutil.rmtree(state.folder, ignore_errors=True)
     return trained
+
+
+def _parent(init_from, recipe) -> dict:
+    """The preset a fine-tuning run starts from, checked: the recipe's network and
+    trained weights that match its card. What the run's card records of it."""
+    folder = zoo.path(init_from)
+    parent_card = zoo.card(folder)
+    if _network(parent_card) != _network(recipe):
+        raise ValueError(
+            f"--init-from {init_from}: its network differs from the recipe's ("
+            f"{_differences(_network(parent_card), _network(recipe), ('its', 'recipe'))}"
+            "); fine-tuning starts from a preset of the same model class and config"
+        )
+    zoo.weights_file(folder, parent_card)  # refuses missing or altered weights
+    trained = parent_card.get("trained", {})
+    before = trained.get("init_from", {})
+    return {
+        "preset": _preset_argument(folder),
+        "weights_sha256": parent_card["weights"][zoo.WEIGHTS]["sha256"],
+        **{
+            total: trained[total] + before.get(total, 0)
+            for total in ("steps", "wall_time_s")
+            if total in trained
+        },
+    }
+
+
+def _network(card: dict) -> dict:
+    """A card's model class and config, but the seed (a run sets its own)."""
+    config = {k: v for k, v in card["model"]["config"].items() if k != "seed"}
+    return {"class": card["model"]["class"], **config}
+
+
+def _differences(first: dict, second: dict, names: tuple[str, str]) -> str:
+    """The keys whose values differ, each with both values under its `names`."""
+    return "; ".join(
+        f"{key}: {names[0]} {first.get(key)!r}, {names[1]} {second.get(key)!r}"
+        for key in sorted({*first, *second})
+        if first.get(key) != second.get(key)
+    )
+
+
+def _start_from(model: keras.Model, parent: dict) -> None:
+    """Put the parent preset's weights (verified again as they load) into `model`."""
+    model.set_weights(zoo.load(parent["preset"]).get_weights())
+    print(f"starting from the weights of {parent['preset']}")
 
 
 def _check_trainable(recipe: dict) -> None:
@@ -990,6 +1036,7 @@ def _trained_record(run: _Run, state, output, generative: bool) -> dict:
             k: settings[k]
             for k in ("batch_size", "seed", "replicas", "mixed_precision")
         },
+        **({"init_from": settings["init_from"]} if settings["init_from"] else {}),
         "wall_time_s": round(state.wall_time_s, 1),
         "hardware": evaluation.hardware(),
         "tensorflow": tf.__version__,

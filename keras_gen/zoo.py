@@ -147,6 +147,13 @@ CARD_SCHEMA: dict[str, tuple[bool, Kind]] = {
     # The policy it computed in, or false; true from before bfloat16 was chosen
     # on CPUs meant mixed_float16.
     "trained.mixed_precision": (OPTIONAL, POLICY),
+    # The preset a fine-tuning run started from (keras-gen train --init-from): its
+    # weights, and the steps and seconds of all the training they had had.
+    "trained.init_from": (OPTIONAL, OBJECT),
+    "trained.init_from.preset": (REQUIRED, TEXT),
+    "trained.init_from.weights_sha256": (REQUIRED, SHA256),
+    "trained.init_from.steps": (OPTIONAL, INTEGER),
+    "trained.init_from.wall_time_s": (OPTIONAL, NUMBER),
     "trained.wall_time_s": (REQUIRED, NUMBER),
     "trained.hardware": (REQUIRED, TEXT),
     "trained.tensorflow": (REQUIRED, TEXT),
@@ -727,6 +734,27 @@ def _card_training(c: dict) -> builtins.list[str]:
             f"images, {trained['wall_time_s'] / 60:.0f} min on {trained['hardware']} "
             f"(TensorFlow {trained['tensorflow']}, keras_gen {trained['keras_gen']}"
             f"{_at_commit(trained)})."
+        ),
+        "",
+        *_card_parent(trained),
+    ]
+
+
+def _card_parent(trained: dict) -> builtins.list[str]:
+    """Where a fine-tuned preset's training started: the weights it was given."""
+    parent = trained.get("init_from")
+    if parent is None:
+        return []
+    before = ""
+    if "steps" in parent and "wall_time_s" in parent:
+        before = (
+            f", which had been trained for {parent['steps']} steps in "
+            f"{parent['wall_time_s'] / 60:.0f} min"
+        )
+    return [
+        (
+            f"Fine-tuned: it started from the weights of `{parent['preset']}` "
+            f"(sha256 `{parent['weights_sha256']}`){before}."
         ),
         "",
     ]

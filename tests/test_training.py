@@ -263,6 +263,110 @@ def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(recipe, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def set_learning_rate(folder, learning_rate):
+    card = json.loads((folder / zoo.CARD).read_text())
+    card["training"]["compile"] = {
+        "optimizer": keras.optimizers.serialize(keras.optimizers.Adam(learning_rate))
+    }
+    (folder / zoo.CARD).write_text(json.dumps(card))
+
+
+def trainable(preset):
+    return [np.asarray(w) for w in zoo.load(preset).trainable_weights]
+
+
+def test_init_from_starts_from_the_presets_weights_and_records_them(recipe, tmp_path):
+    folder, source = recipe
+    vae_recipe(folder)
+    parent, tuned, again = (tmp_path / n for n in ("parent", "tuned", "again"))
+    assert cli.main(train_argv(folder, source, parent, "--epochs", "1")) == 0
+    initialized = [
+        np.asarray(w) for w in zoo.load(parent, weights=False).trainable_weights
+    ]
+    assert not all(map(np.array_equal, initialized, trainable(parent)))
+    # At learning rate 0 a run keeps the weights it starts from.
+    set_learning_rate(folder, 0.0)
+    tune = train_argv(
+        folder, source, tuned, "--epochs", "1", "--init-from", str(parent)
+    )
+    assert cli.main(tune) == 0
+    for a, b in zip(trainable(tuned), trainable(parent), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    parent_card, trained = zoo.card(parent), zoo.card(tuned)["trained"]
+    sha256 = parent_card["weights"][zoo.WEIGHTS]["sha256"]
+    assert trained["command"] == shlex.join(["keras-gen", *tune])
+    assert trained["init_from"] == {
+        "preset": str(parent),
+        "weights_sha256": sha256,
+        "steps": 3,
+        "wall_time_s": parent_card["trained"]["wall_time_s"],
+    }
+    assert (
+        f"started from the weights of `{parent}` (sha256 `{sha256}`)"
+        in (tuned / "README.md").read_text()
+    )
+    # A chain counts all the training its start had had.
+    assert cli.main(train_argv(folder, source, again, "--init-from", str(tuned))) == 0
+    assert zoo.card(again)["trained"]["init_from"]["steps"] == 6
+
+
+def test_init_from_refuses_another_network_and_altered_weights(
+    recipe, tmp_path, capsys
+):
+    folder, source = recipe
+    parent, output = tmp_path / "parent", tmp_path / "tuned"
+    assert cli.main(train_argv(folder, source, parent, "--epochs", "1")) == 0
+    capsys.readouterr()
+    wider = tmp_path / "wider"
+    wider.mkdir()
+    card = json.loads((folder / zoo.CARD).read_text())
+    card["model"]["config"]["latent_dim"] = 5
+    (wider / zoo.CARD).write_text(json.dumps(card))
+    assert cli.main(train_argv(wider, source, output, "--init-from", str(parent))) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "latent_dim: its 4, recipe 5" in err
+
+    with open(parent / zoo.WEIGHTS, "ab") as weights:
+        weights.write(b"\0")
+    assert cli.main(train_argv(folder, source, output, "--init-from", str(parent))) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sha256" in err
+    assert not output.exists() and not output.with_name("tuned.train-state").exists()
+
+
+def test_a_fine_tuning_run_resumes_from_its_checkpoint_not_the_preset(
+    recipe, tmp_path, monkeypatch, capsys
+):
+    folder, source = recipe
+    vae_recipe(folder)
+    parent, output = tmp_path / "parent", tmp_path / "tuned"
+    assert cli.main(train_argv(folder, source, parent, "--epochs", "1")) == 0
+    run = {"epochs": 1, "steps_per_epoch": 3, "batch_size": 4, "data_source": source}
+    run["init_from"] = parent
+    reached = []
+
+    def crash(model, *args):
+        reached.append([np.asarray(w) for w in model.trainable_weights])
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "_measure_and_write", crash)
+        with pytest.raises(KeyboardInterrupt):
+            training.train(folder, output, **run)
+    # The checkpoint is the fine-tuning run's: a run from scratch may not take it.
+    with pytest.raises(training.CheckpointMismatch, match="init_from"):
+        training.train(folder, output, **{**run, "init_from": None})
+    capsys.readouterr()
+    training.train(folder, output, **run)
+    assert "resuming at step 3 of 3" in capsys.readouterr().out
+    for a, b in zip(trainable(output), reached[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not all(
+        np.array_equal(a, b) for a, b in zip(trainable(output), trainable(parent))
+    )
+
+
 def test_steps_per_execution_changes_the_calls_not_the_training(
     recipe, tmp_path, capsys
 ):

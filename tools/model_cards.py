@@ -31,11 +31,7 @@ def zoo_table() -> str:
     for name in zoo.list():
         card = zoo.card(name)
         trained = card.get("trained")
-        when = (
-            f"{trained['epochs']} epochs, {trained['wall_time_s'] / 3600:.1f} h on {trained['hardware']}"
-            if trained
-            else "not yet"
-        )
+        when = _when(trained) if trained else "not yet"
         shown = [m for m in card.get("metrics", []) if _headline(m["name"])]
         measured = "<br>".join(f"{m['name']}: {m['value']:.4g}" for m in shown) or "-"
         rows.append(
@@ -43,6 +39,16 @@ def zoo_table() -> str:
             f"{card['data']['dataset']} ({card['data']['split']}) | {when} | {measured} |"
         )
     return "\n".join(rows)
+
+
+def _when(trained: dict) -> str:
+    """How long a preset trained; a fine-tuned one's time includes its start's."""
+    parent = trained.get("init_from", {})
+    seconds = trained["wall_time_s"] + parent.get("wall_time_s", 0)
+    took = f"{seconds / 3600:.1f} h" if seconds >= 360 else f"{seconds / 60:.0f} min"
+    start = f" from {parent['preset']}'s weights" if parent else ""
+    in_all = " in all" if parent else ""
+    return f"{trained['epochs']} epochs{start}, {took}{in_all} on {trained['hardware']}"
 
 
 def mnist_table() -> str:
