@@ -8,7 +8,7 @@ A preset retrained since has its entries recorded again from its new weights, in
 commit that ships them (classifier_fashion_mnist: the one where its test accuracy
 went from 0.893 to 0.934; cgan_fashion_mnist: the one shipping its retrained weights,
 and the one where it began to sample at truncation 1.0; vae_mnist: the one shipping
-its residual 30-epoch retrain; pixelcnn_mnist: the one shipping its 4-epoch, 12-layer
+its residual 30-epoch retrain; pixelcnn_mnist: the one shipping its 8-epoch, 12-layer
 retrain; cvae_faces: the one shipping its beta-4, 20-epoch retrain; wgan_gp_faces: the
 one shipping its 36-epoch retrain with a generator average), so later changes stay
 guarded.
