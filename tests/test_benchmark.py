@@ -1,20 +1,14 @@
 """tools/benchmark.py's quick path on one tiny family, so the tool cannot rot."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
+import tool_scripts
 
 
 @pytest.fixture(scope="module")
 def benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return tool_scripts.load("benchmark")
 
 
 def test_quick_run_writes_its_report_and_the_readme_tables(benchmark, tmp_path):

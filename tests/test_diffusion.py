@@ -7,23 +7,21 @@ x_t plus Gaussian noise) and compared with what it draws. The shared contract
 (serialization, 1 vs 2 replicas, export, TFLite) runs on tiny.diffusion.
 """
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tiny
+import tool_scripts
 
 from keras_gen import cli, data, images, zoo
 from keras_gen.models import Diffusion, base, diffusion
 
 MEAN, STD = 0.1, 0.25  # of the analytic data, in the model's [-1, 1] scale
 SHAPE = (8, 8, 1)  # pixels are independent: 64 draws per sample
-DENOISING_TOOL = Path(__file__).resolve().parents[1] / "tools" / "denoising_error.py"
 
 
 class GaussianDenoiser(keras.Model):
@@ -153,9 +151,7 @@ def test_denoising_error_tool_gives_the_optimal_denoisers_posterior_variances(
 ):
     """For N(mu, s²) data the optimal x_0 estimate errs by Var(x_0 | x_t) =
     s² b² / (a² s² + b²) and its noise estimate by a² s² / (a² s² + b²)."""
-    spec = importlib.util.spec_from_file_location("denoising_error", DENOISING_TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = tool_scripts.load("denoising_error")
     model = analytic(prediction=prediction)
     draws = np.random.default_rng(0).normal(MEAN, STD, (500, *SHAPE))
     rows = tool.denoising_errors(model, (draws + 1.0) / 2.0, (999, 900, 500, 50))

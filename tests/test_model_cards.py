@@ -1,20 +1,14 @@
 """tools/model_cards.py: what the README's zoo table says of a preset's training."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+import tool_scripts
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "model_cards.py"
 HARDWARE = "2 CPU cores (x86_64), no GPU"
 
 
 @pytest.fixture(scope="module")
 def model_cards():
-    spec = importlib.util.spec_from_file_location("model_cards", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return tool_scripts.load("model_cards")
 
 
 @pytest.mark.parametrize(
