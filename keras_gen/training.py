@@ -481,18 +481,9 @@ def train(
     command = command or _command(
         preset, output, **counts, data=data_source, **curve, init_from=init_from
     )
-    precision = _mixed_precision(mixed_precision)
-    run = _plan(
-        preset,
-        recipe,
-        data_source,
-        distribution,
-        command,
-        **counts,
-        **curve,
-        mixed_precision=precision,
-        init_from=parent,
-    )
+    precision = {"mixed_precision": _mixed_precision(mixed_precision)}
+    chosen = {**counts, **curve, **precision, "init_from": parent}
+    run = _plan(preset, recipe, data_source, distribution, command, **chosen)
     with exclusive(output) if is_chief(distribution) else contextlib.nullcontext():
         return _train_into(output, run, checkpoint_every, logdir, verbose, overwrite)
 
