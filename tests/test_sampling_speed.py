@@ -3,6 +3,8 @@
 - `generate` and `decode` of latent families run a compiled function per model,
   traced once per input signature: new batch sizes, seeds or conditions do not
   retrace, and the images equal the uncompiled network's;
+- the Gaussian mixtures' draws (GaussianMixture, MixturePriorVAE's prior) and
+  GaussianMixture's scores run one compiled function too, equal to eager TFP's;
 - TFLite files hold no TRANSPOSE_CONV: `export._phase_convolutions` computes what
   Keras's Conv2DTranspose does with ops LiteRT's XNNPACK kernels run at any batch size.
 """
@@ -72,6 +74,35 @@ def test_generate_is_compiled_and_gives_the_images_of_its_seed(name):
     assert not np.array_equal(first, second)
     model.generate(7, seed=1)
     assert model._compiled("_decode").experimental_get_tracing_count() <= max(traces, 2)
+
+
+@pytest.mark.parametrize("name", ["GaussianMixture", "MixturePriorVAE"])
+def test_mixture_draws_are_compiled_and_those_of_their_seed(name):
+    model = tiny.FAMILIES[name].make()
+    found = model._mixture_draws(5, 3)
+    np.testing.assert_array_equal(found, model.mixture.sample(5, 3))  # eager TFP
+    draw = model._compiled("_draw")
+    traces = draw.experimental_get_tracing_count()
+    assert traces == 1
+    # Other sizes and seeds, Python numbers or tensors: the same trace.
+    model._mixture_draws(7, 4)
+    model._mixture_draws(tf.constant(2), tf.constant(9, tf.int64))
+    assert draw.experimental_get_tracing_count() == traces
+    assert not np.array_equal(
+        model._mixture_draws(5, None), model._mixture_draws(5, None)
+    )
+
+
+def test_gaussian_mixture_scores_through_one_compiled_function():
+    model = tiny.FAMILIES["GaussianMixture"].make()
+    images = tiny.binary_images(model, 300)  # more than one batch of 256
+    found = model.negative_log_likelihood(images)
+    expected = model._negative_log_likelihood(tf.constant(images))
+    np.testing.assert_allclose(found, expected, rtol=1e-6)
+    score = model._compiled("_negative_log_likelihood")
+    assert 1 <= score.experimental_get_tracing_count() <= 2
+    model.negative_log_likelihood(images[:5])
+    assert score.experimental_get_tracing_count() <= 2
 
 
 def test_compiled_functions_are_not_saved_with_the_model(tmp_path):

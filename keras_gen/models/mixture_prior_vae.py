@@ -110,7 +110,7 @@ class MixturePriorVAE(gaussian_mixture.MaximizesEachEpoch, vae.VAE):
         return self.mixture.density()
 
     def _sample(self, num_samples, seed, labels) -> tf.Tensor:
-        latents = self.mixture.sample(num_samples, seed)
+        latents = self._mixture_draws(num_samples, seed)
         return inputs.in_batches(self._compiled("_decode"), latents, labels)
 
     def _kl(self, posterior, latents):
