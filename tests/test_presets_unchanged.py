@@ -7,11 +7,11 @@ loaded unchanged. Tolerances cover CPU kernel differences, not behaviour changes
 A preset retrained since has its entries recorded again from its new weights, in the
 commit that ships them (classifier_fashion_mnist: the one where its test accuracy
 went from 0.893 to 0.934; cgan_fashion_mnist: the one shipping its retrained weights,
-the one where it began to sample at truncation 1.0, and the one shipping its rerun with a training curve; vae_mnist: the one shipping
-its residual 30-epoch retrain; pixelcnn_mnist: the one shipping its 8-epoch, 12-layer
-retrain; cvae_faces: the one shipping its beta-4, 20-epoch retrain; wgan_gp_faces: the
-one shipping its 36-epoch retrain with a generator average), so later changes stay
-guarded.
+the one where it began to sample at truncation 1.0, and the one shipping its rerun
+with a training curve; vae_mnist: the one shipping its residual 30-epoch retrain;
+pixelcnn_mnist: the one shipping its 8-epoch, 12-layer retrain; cvae_faces: the one
+shipping its beta-4, 20-epoch retrain; wgan_gp_faces: the one shipping its 36-epoch
+retrain with a generator average), so later changes stay guarded.
 """
 
 from pathlib import Path
