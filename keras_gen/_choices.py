@@ -13,6 +13,7 @@ API module takes its own from here (zoo.EVALUATION_PARTS, training.STRATEGIES, .
 EVALUATION_PARTS = ("test", "samples", "steps", "conditions")
 QUANTIZATIONS = ("none", "float16", "dynamic_range")  # of a TFLite export
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")  # of training
+LEARNING_RATE_DECAYS = ("cosine",)  # of a training run's constant rate, to zero
 INTERPOLATIONS = ("slerp", "linear")  # paths between two latents
 EVAL_SAMPLES = 500  # samples, or test images, per point of a training curve
 

@@ -344,6 +344,12 @@ def _add_train(commands):
         "recipe's) instead of a fresh initialization",
     )
     train.add_argument(
+        "--learning-rate-decay",
+        choices=_choices.LEARNING_RATE_DECAYS,
+        help="anneal the recipe's constant learning rate to zero over this run "
+        "(fine-tuning); the recipe keeps its own rate",
+    )
+    train.add_argument(
         "--cpu-replicas",
         type=_integer(1, 64),
         metavar="N",

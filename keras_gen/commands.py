@@ -417,6 +417,7 @@ def _command_train(args, argv):
         eval_every=args.eval_every,
         eval_samples=args.eval_samples,
         init_from=args.init_from,
+        learning_rate_decay=args.learning_rate_decay,
     )
     print(f"wrote preset {output}")
 

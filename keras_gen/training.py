@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from keras_gen import _files, data, evaluation, features, zoo
 from keras_gen import images as images_module
-from keras_gen._choices import EVAL_SAMPLES, STRATEGIES
+from keras_gen._choices import EVAL_SAMPLES, LEARNING_RATE_DECAYS, STRATEGIES
 from keras_gen._version import __version__
 from keras_gen.models import base
 
@@ -450,6 +450,7 @@ def train(
     eval_every: int | None = None,
     eval_samples: int | None = None,
     init_from: str | os.PathLike | None = None,
+    learning_rate_decay: str | None = None,
 ) -> Path:
     """Train `preset`'s recipe (overrides as given) and write a preset folder at `output`.
 
@@ -461,6 +462,9 @@ def train(
     500): the card's training curve, drawn in training_curve.png. `init_from` (a
     preset of the same network) fine-tunes: the run starts from its verified weights
     instead of a fresh initialization, and the card records them.
+    `learning_rate_decay` "cosine" anneals each optimizer's constant rate to zero
+    over this run's steps (the recipe's rate is the start), which fine-tuning often
+    wants; the recipe itself, and so a run from scratch, keeps its own rate.
     """
     recipe = zoo.card(preset)
     _check_trainable(recipe)
@@ -470,6 +474,7 @@ def train(
     _check_settings(epochs, steps_per_epoch, batch_size, seed, checkpoint_every)
     eval_samples = _check_curve(eval_every, eval_samples, epochs)
     _check_replicas(batch_size, distribution)
+    _check_decay(learning_rate_decay, recipe)
     output = _files.claim_folder(output, overwrite)
     counts = {
         "epochs": epochs,
@@ -478,11 +483,12 @@ def train(
         "seed": seed,
     }
     curve = {"eval_every": eval_every, "eval_samples": eval_samples}
+    fine_tuning = {"init_from": init_from, "learning_rate_decay": learning_rate_decay}
     command = command or _command(
-        preset, output, **counts, data=data_source, **curve, init_from=init_from
+        preset, output, **counts, data=data_source, **curve, **fine_tuning
     )
     precision = {"mixed_precision": _mixed_precision(mixed_precision)}
-    chosen = {**counts, **curve, **precision, "init_from": parent}
+    chosen = {**counts, **curve, **precision, **fine_tuning, "init_from": parent}
     run = _plan(preset, recipe, data_source, distribution, command, **chosen)
     with exclusive(output) if is_chief(distribution) else contextlib.nullcontext():
         return _train_into(output, run, checkpoint_every, logdir, verbose, overwrite)
@@ -525,6 +531,8 @@ def _train_into(
     model = _build(
         run.recipe, settings["seed"], run.distribution, settings["mixed_precision"]
     )
+    if settings["learning_rate_decay"] is not None:
+        _anneal(model, settings["epochs"] * settings["steps_per_epoch"])
     folder = output.with_name(output.name + ".train-state")
     state = _TrainingState(folder, checkpoint_every, chief, identity=settings)
     measures = chief and settings["eval_every"] is not None
@@ -587,6 +595,46 @@ def _start_from(model: keras.Model, parent: dict) -> None:
     """Put the parent preset's weights (verified again as they load) into `model`."""
     model.set_weights(zoo.load(parent["preset"]).get_weights())
     print(f"starting from the weights of {parent['preset']}")
+
+
+def _check_decay(decay: str | None, recipe: dict) -> None:
+    """Refuse an unknown decay, or one over a recipe whose rate is already a schedule."""
+    if decay is None:
+        return
+    if decay not in LEARNING_RATE_DECAYS:
+        raise ValueError(
+            f"learning_rate_decay (--learning-rate-decay) must be one of "
+            f"{', '.join(LEARNING_RATE_DECAYS)}, got {decay!r}"
+        )
+    if scheduled := _scheduled_optimizers(recipe["training"]["compile"]):
+        raise ValueError(
+            f"--learning-rate-decay {decay}: the recipe's learning rate of "
+            f"{', '.join(scheduled)} is already a schedule; the decay anneals a "
+            "constant rate. Train without it, or from a recipe with a constant rate."
+        )
+
+
+def _scheduled_optimizers(compile_config: dict) -> list[str]:
+    """The compile config's optimizers whose learning rate is a schedule."""
+    return [
+        name
+        for name, value in compile_config.items()
+        if isinstance(value, dict)
+        and isinstance(value.get("config", {}).get("learning_rate"), dict)
+    ]
+
+
+def _anneal(model: keras.Model, steps: int) -> None:
+    """Decay each optimizer's rate to zero by a half cosine over `steps` training
+    steps, counted in that optimizer's own updates (a WGAN-GP critic takes several
+    a step). A schedule reads the optimizer's iterations, so a resumed run goes on
+    from where its checkpoint left the rate."""
+    per_step = getattr(model, "updates_per_step", {})
+    for name, optimizer in optimizers(model).items():
+        start = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        optimizer.learning_rate = keras.optimizers.schedules.CosineDecay(
+            start, decay_steps=steps * per_step.get(name, 1)
+        )
 
 
 def _check_trainable(recipe: dict) -> None:
@@ -1027,7 +1075,8 @@ def _trained_record(run: _Run, state, output, generative: bool) -> dict:
             k: settings[k]
             for k in ("batch_size", "seed", "replicas", "mixed_precision")
         },
-        **({"init_from": settings["init_from"]} if settings["init_from"] else {}),
+        **_if_set(settings, "init_from"),
+        **_if_set(settings, "learning_rate_decay"),
         "wall_time_s": round(state.wall_time_s, 1),
         "hardware": evaluation.hardware(),
         "tensorflow": tf.__version__,
@@ -1036,6 +1085,11 @@ def _trained_record(run: _Run, state, output, generative: bool) -> dict:
         "keras_gen_commit": source_revision(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def _if_set(settings: dict, name: str) -> dict:
+    """{name: its setting}, or nothing when the run did not set it."""
+    return {} if settings[name] is None else {name: settings[name]}
 
 
 def _figures(model, spec, splits, output, metrics) -> tuple[list, dict]:

@@ -154,6 +154,8 @@ CARD_SCHEMA: dict[str, tuple[bool, Kind]] = {
     "trained.init_from.weights_sha256": (REQUIRED, SHA256),
     "trained.init_from.steps": (OPTIONAL, INTEGER),
     "trained.init_from.wall_time_s": (OPTIONAL, NUMBER),
+    # A run's decay of the recipe's constant rate (keras-gen train --learning-rate-decay).
+    "trained.learning_rate_decay": (OPTIONAL, TEXT),
     "trained.wall_time_s": (REQUIRED, NUMBER),
     "trained.hardware": (REQUIRED, TEXT),
     "trained.tensorflow": (REQUIRED, TEXT),
@@ -737,6 +739,7 @@ def _card_training(c: dict) -> builtins.list[str]:
         ),
         "",
         *_card_parent(trained),
+        *_card_decay(trained),
     ]
 
 
@@ -755,6 +758,19 @@ def _card_parent(trained: dict) -> builtins.list[str]:
         (
             f"Fine-tuned: it started from the weights of `{parent['preset']}` "
             f"(sha256 `{parent['weights_sha256']}`){before}."
+        ),
+        "",
+    ]
+
+
+def _card_decay(trained: dict) -> builtins.list[str]:
+    """How a run changed the recipe's learning rate, if it did."""
+    if trained.get("learning_rate_decay") != "cosine":
+        return []
+    return [
+        (
+            "Its learning rate fell from the recipe's to zero by a half cosine over "
+            "these steps (`--learning-rate-decay cosine`); the recipe keeps its own."
         ),
         "",
     ]

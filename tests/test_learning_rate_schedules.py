@@ -170,3 +170,46 @@ def test_a_resumed_checkpoint_continues_the_schedules_at_its_step(tmp_path):
     assert_rates_follow_the_schedules(resumed, peaks)
     for a, b in zip(model.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def half_cosine(step: int, steps: int, start: float) -> float:
+    """The rate `--learning-rate-decay cosine` gives after `step` of `steps`, by hand."""
+    return start * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+
+
+@pytest.mark.parametrize("name", ["DCGAN", "WGANGP"])
+def test_a_run_decay_anneals_every_optimizer_to_zero_over_the_runs_steps(name):
+    """A WGAN-GP critic updates twice a step here: its rate follows its own count,
+    so both networks reach half their rate at the run's middle and zero at its end."""
+    make, peaks = CASES[name]
+    model = make()
+    model.compile_from_config(
+        {
+            k: keras.optimizers.serialize(keras.optimizers.Adam(v))
+            for k, v in peaks.items()
+        }
+    )
+    training._anneal(model, 4)
+    for done in (2, 4):
+        fit_steps(model, 2)
+        assert training.step(model) == done
+        for optimizer_name, peak in peaks.items():
+            rate = float(training.optimizers(model)[optimizer_name].learning_rate)
+            assert rate == pytest.approx(half_cosine(done, 4, peak), abs=1e-9)
+    assert float(model.generator_optimizer.learning_rate) == 0.0
+
+
+def test_a_run_decay_is_refused_over_a_recipe_whose_rate_is_a_schedule(tmp_path):
+    card = copy.deepcopy(TINY_CARD)
+    card["training"]["compile"] = card_compile(CASES["DCGAN"][1])
+    folder = tmp_path / "recipe"
+    folder.mkdir()
+    (folder / zoo.CARD).write_text(json.dumps(card))
+    output = tmp_path / "out"
+    with pytest.raises(
+        ValueError, match="generator_optimizer, discriminator_optimizer"
+    ):
+        training.train(folder, output, learning_rate_decay="cosine")
+    with pytest.raises(ValueError, match="must be one of cosine, got 'linear'"):
+        training.train(folder, output, learning_rate_decay="linear")
+    assert not output.exists()

@@ -367,6 +367,37 @@ def test_a_fine_tuning_run_resumes_from_its_checkpoint_not_the_preset(
     )
 
 
+def test_a_decayed_run_anneals_to_zero_resumes_only_as_itself_and_keeps_the_recipe(
+    recipe, tmp_path, monkeypatch
+):
+    folder, source = recipe
+    output = tmp_path / "annealed"
+    run = {"epochs": 1, "steps_per_epoch": 3, "batch_size": 4, "data_source": source}
+    run["learning_rate_decay"] = "cosine"
+    rates = {}
+
+    def crash(model, *args):
+        rates.update(
+            {n: float(o.learning_rate) for n, o in training.optimizers(model).items()}
+        )
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "_measure_and_write", crash)
+        with pytest.raises(KeyboardInterrupt):
+            training.train(folder, output, **run)
+    assert rates == {"generator_optimizer": 0.0, "discriminator_optimizer": 0.0}
+    with pytest.raises(training.CheckpointMismatch, match="learning_rate_decay"):
+        training.train(folder, output, **{**run, "learning_rate_decay": None})
+    training.train(folder, output, **run)
+    card = zoo.card(output)
+    assert card["trained"]["learning_rate_decay"] == "cosine"
+    assert "to zero by a half cosine" in (output / "README.md").read_text()
+    assert "--learning-rate-decay cosine" in card["trained"]["command"]
+    # What a run from scratch of the written preset does: the recipe's own rate.
+    assert card["training"]["compile"] == zoo.card(folder)["training"]["compile"]
+
+
 def test_steps_per_execution_changes_the_calls_not_the_training(
     recipe, tmp_path, capsys
 ):

@@ -72,6 +72,8 @@ class WGANGP(gan.GAN):
         self.generator_filters = generator_filters
         self.critic_filters = critic_filters
         self.num_critic_steps = num_critic_steps
+        # What a learning-rate schedule over a run's steps counts (training._anneal).
+        self.updates_per_step = {"critic_optimizer": num_critic_steps}
         self.gradient_penalty_weight = gradient_penalty_weight
         self.generator = networks.build_generator(
             self.latent_dim, self.image_size, self.channels, self.generator_filters
