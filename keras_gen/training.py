@@ -246,25 +246,26 @@ class _TrainingCurve(keras.callbacks.Callback):
         figures[CURVE_FIGURE] = (plot[None], 1)
 
 
-class _FirstTestImages(data.Splits):
-    """A run's splits with the test split cut to its first `count` images: a curve
-    point measures test images as few as the samples it draws. The other splits,
-    the FID's reference among them, stay whole."""
+class _SpreadTestImages(data.Splits):
+    """A run's splits with the test split cut to `count` images spread evenly over
+    it: a curve point measures test images as few as the samples it draws. Not the
+    first `count`, since a split may be stored in order (faces64's is sorted by age).
+    The other splits, the FID's reference among them, stay whole."""
 
     def __init__(self, splits: data.Splits, count: int):
         super().__init__(splits.dataset, splits.source)
         self.whole, self.count = splits, count
 
     def images(self, split: str) -> np.ndarray:
-        return self._first(split, self.whole.images(split))
+        return self._spread(split, self.whole.images(split))
 
     def labels(self, split: str) -> np.ndarray | None:
-        return self._first(split, self.whole.labels(split))
+        return self._spread(split, self.whole.labels(split))
 
-    def _first(self, split, values):
-        if split != "test" or values is None:
+    def _spread(self, split, values):
+        if split != "test" or values is None or len(values) <= self.count:
             return values
-        return values[: self.count]
+        return values[np.linspace(0, len(values) - 1, self.count).round().astype(int)]
 
 
 @contextlib.contextmanager
@@ -895,7 +896,7 @@ def _training_curve(run: _Run, state: _TrainingState) -> _TrainingCurve:
         raise type(error)(
             f"eval_every (--eval-every) measures on the test split: {error}"
         ) from None
-    first = _FirstTestImages(run.splits, run.settings["eval_samples"])
+    spread = _SpreadTestImages(run.splits, run.settings["eval_samples"])
     # The recipe's end-of-training settings, with the curve's count and only the
     # parts that hold its headline number (test NLL or accuracy, FID).
     sizes = {**run.recipe["training"].get("evaluation", {})}
@@ -909,7 +910,7 @@ def _training_curve(run: _Run, state: _TrainingState) -> _TrainingCurve:
             run.command,
             seed=run.settings["seed"],
             feature_extractor=extractor,
-            splits=first,
+            splits=spread,
             **sizes,
         )
         return _headline(report, pattern)

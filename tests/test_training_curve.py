@@ -55,6 +55,20 @@ def test_one_point_every_n_epochs_each_what_evaluate_reports(tmp_path, capsys):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_curve_measures_test_images_spread_over_the_split_not_its_first(tmp_path):
+    """faces64's test split is sorted by age: its first images are all children."""
+    source = tmp_path / "ordered.npz"
+    test = np.arange(10, dtype=np.uint8)[:, None, None] * np.ones((1, 28, 28), np.uint8)
+    np.savez(source, x_train=np.zeros((7, 28, 28), np.uint8), x_test=test)
+    splits = training._SpreadTestImages(data.Splits("mnist", source), 4)
+    assert [int(image.max()) for image in splits.images("test")] == [0, 3, 6, 9]
+    assert len(splits.images("train")) == 7  # the FID's reference stays whole
+    assert (
+        len(training._SpreadTestImages(data.Splits("mnist", source), 20).images("test"))
+        == 10
+    )
+
+
 def test_the_figure_is_a_png_in_the_card_and_the_readme(tmp_path):
     folder, source = write_recipe(tmp_path)
     vae_recipe(folder)
