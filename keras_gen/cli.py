@@ -337,18 +337,7 @@ def _add_train(commands):
         help="checkpoint the training state this often, and after every epoch",
     )
     _curve_flags(train)
-    train.add_argument(
-        "--init-from",
-        metavar="PRESET",
-        help="fine-tune: start from this preset's weights (the same network as the "
-        "recipe's) instead of a fresh initialization",
-    )
-    train.add_argument(
-        "--learning-rate-decay",
-        choices=_choices.LEARNING_RATE_DECAYS,
-        help="anneal the recipe's constant learning rate to zero over this run "
-        "(fine-tuning); the recipe keeps its own rate",
-    )
+    _fine_tuning_flags(train)
     train.add_argument(
         "--cpu-replicas",
         type=_integer(1, 64),
@@ -378,6 +367,22 @@ def _curve_flags(train) -> None:
         metavar="N",
         help="samples (or test images) per point of the training curve "
         f"(default {_choices.EVAL_SAMPLES})",
+    )
+
+
+def _fine_tuning_flags(train) -> None:
+    """The flags of fine-tuning (training.train's init_from, learning_rate_decay)."""
+    train.add_argument(
+        "--init-from",
+        metavar="PRESET",
+        help="fine-tune: start from this preset's weights (the same network as the "
+        "recipe's) instead of a fresh initialization",
+    )
+    train.add_argument(
+        "--learning-rate-decay",
+        choices=_choices.LEARNING_RATE_DECAYS,
+        help="anneal the recipe's constant learning rate to zero over this run "
+        "(fine-tuning); the recipe keeps its own rate",
     )
 
 

@@ -461,11 +461,9 @@ def train(
     run at a time may train into it. `eval_every` N measures the model's headline
     number (test NLL, else FID) every N epochs on `eval_samples` samples (default
     500): the card's training curve, drawn in training_curve.png. `init_from` (a
-    preset of the same network) fine-tunes: the run starts from its verified weights
-    instead of a fresh initialization, and the card records them.
-    `learning_rate_decay` "cosine" anneals each optimizer's constant rate to zero
-    over this run's steps (the recipe's rate is the start), which fine-tuning often
-    wants; the recipe itself, and so a run from scratch, keeps its own rate.
+    preset of the same network) fine-tunes from its verified weights, which the card
+    records; `learning_rate_decay` "cosine" anneals each optimizer's constant rate to
+    zero over the run, while the recipe (and so a run from scratch) keeps its own.
     """
     recipe = zoo.card(preset)
     _check_trainable(recipe)
