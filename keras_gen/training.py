@@ -222,28 +222,49 @@ class _TrainingCurve(keras.callbacks.Callback):
         _files.write_text(self.state.folder / self.FILE, stored)
 
     def add_to(self, trained_card: dict, figures: dict, command: str) -> None:
-        """Put the curve in a trained card, with its figure's entry, and the figure
-        (a line plot) among the figures to write."""
-        trained_card["training_curve"] = {
-            "command": command,
-            "metric": self.metric,
-            "samples": self.samples,
-            "points": self.points,
-        }
-        every = "epoch" if self.every_epochs == 1 else f"{self.every_epochs} epochs"
-        entry = {
-            "file": CURVE_FIGURE,
-            "caption": (
-                f"The training curve: {self.metric}, measured every {every} with "
-                f"--eval-samples {self.samples}."
-            ),
-            "command": command,
-        }
-        trained_card["figures"] = [*trained_card.get("figures", []), entry]
-        epochs = [point["epoch"] for point in self.points]
-        values = [point["value"] for point in self.points]
-        plot = images_module.line_plot(epochs, values, "epoch", self.metric)
-        figures[CURVE_FIGURE] = (plot[None], 1)
+        """Put the curve in a trained card, with its figure."""
+        add_training_curve(
+            trained_card,
+            figures,
+            command,
+            self.metric,
+            self.samples,
+            self.points,
+            self.every_epochs,
+        )
+
+
+def add_training_curve(
+    card: dict,
+    figures: dict,
+    command: str,
+    metric: str,
+    samples: int,
+    points: list[dict],
+    every_epochs: int,
+) -> None:
+    """Put a training curve (`points`: epoch, step, value) in a card, with its
+    figure's entry, and the figure (a line plot) among the `figures` to write."""
+    card["training_curve"] = {
+        "command": command,
+        "metric": metric,
+        "samples": samples,
+        "points": points,
+    }
+    every = "epoch" if every_epochs == 1 else f"{every_epochs} epochs"
+    entry = {
+        "file": CURVE_FIGURE,
+        "caption": (
+            f"The training curve: {metric}, measured every {every} on "
+            f"{samples} samples."
+        ),
+        "command": command,
+    }
+    card["figures"] = [*card.get("figures", []), entry]
+    epochs = [point["epoch"] for point in points]
+    values = [point["value"] for point in points]
+    plot = images_module.line_plot(epochs, values, "epoch", metric)
+    figures[CURVE_FIGURE] = (plot[None], 1)
 
 
 class _SpreadTestImages(data.Splits):

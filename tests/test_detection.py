@@ -5,15 +5,17 @@ scores, a softmax of the model's own logits, and 2x2 block means for the area
 resize of an image `detect` centre-crops.
 """
 
+import argparse
 import io
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tiny
+import tool_scripts
 from PIL import Image
 
-from keras_gen import cli, metrics, zoo
+from keras_gen import cli, metrics, training, zoo
 from keras_gen.applications import augmentation, detection
 from keras_gen.models import base
 
@@ -188,3 +190,46 @@ def test_detector_faces_was_made_from_the_shipped_generators():
         "a generator changed since detector_faces was made: run python "
         "tools/detector.py --data ../shared/data/faces64.tar --output zoo/detector_faces"
     )
+
+
+def test_detector_tool_curve_measures_auc_without_changing_training():
+    """tools/detector.py --eval-every: the unseen generator's test ROC-AUC at the
+    due epochs, by inference only, so the trained weights are those of a run
+    without it; and the card gets the curve with its figure."""
+    from sklearn.metrics import roc_auc_score
+
+    tool = tool_scripts.load("detector")
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 160, (24, *SHAPE), dtype=np.uint8)
+    synthetic = rng.integers(90, 256, (24, *SHAPE), dtype=np.uint8)
+    images = np.concatenate([real, synthetic])
+    labels = np.repeat([0, 1], 24).astype("int32")[:, None]
+    args = argparse.Namespace(
+        seed=0, filters=[4], feature_dim=6, learning_rate=1e-2, batch_size=16, epochs=4
+    )
+    curve = tool.Curve(2, real[:10], synthetic[:10])
+    measured = tool.fitted(images, labels, args, [curve])
+    plain = tool.fitted(images, labels, args)
+    for a, b in zip(measured.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+    assert [(p["epoch"], p["step"]) for p in curve.points] == [(2, 6), (4, 12)]
+    probabilities = [
+        tool.probabilities(measured, x) for x in (real[:10], synthetic[:10])
+    ]
+    expected = roc_auc_score(np.repeat([0, 1], 10), np.concatenate(probabilities))
+    assert curve.points[-1]["value"] == pytest.approx(expected, abs=1e-9)
+
+    card, figures = {"figures": []}, {}
+    training.add_training_curve(
+        card,
+        figures,
+        "python tools/detector.py --eval-every 2",
+        tool.CURVE_METRIC,
+        10,
+        curve.points,
+        2,
+    )
+    assert card["training_curve"]["points"] == curve.points
+    assert [f["file"] for f in card["figures"]] == [training.CURVE_FIGURE]
+    assert figures[training.CURVE_FIGURE][0].shape[-1] == 3

@@ -26,6 +26,7 @@ SEEN = ("dcgan_faces", "cvae_faces")
 UNSEEN = ("wgan_gp_faces",)
 # Training samples come from seed 0, test samples from seed 1: no image is in both.
 TRAIN_SAMPLES_SEED, TEST_SAMPLES_SEED = 0, 1
+CURVE_METRIC = f"test ROC-AUC, real vs {UNSEEN[0]} samples (never seen in training)"
 
 TERMS = (
     "UTKFace is provided for non-commercial research purposes only; image copyright "
@@ -67,7 +68,7 @@ def training_data(args) -> tuple:
     return images, labels
 
 
-def fitted(images, labels, args):
+def fitted(images, labels, args, callbacks=()):
     """A fresh detector trained `args.epochs` epochs on the training set."""
     keras.utils.set_random_seed(args.seed)
     model = detection.detector(images.shape[1:], tuple(args.filters), args.feature_dim)
@@ -75,18 +76,38 @@ def fitted(images, labels, args):
     batches = data.pipeline(
         images, labels=labels, batch_size=args.batch_size, seed=args.seed
     )
-    model.fit(batches, epochs=args.epochs, verbose=2)
+    model.fit(batches, epochs=args.epochs, verbose=2, callbacks=list(callbacks))
     return model
+
+
+def probabilities(model, pixels) -> np.ndarray:
+    """P(synthetic) of 8-bit images."""
+    return detection.synthetic_probability(model, pixels.astype("float32") / 255)
+
+
+class Curve(keras.callbacks.Callback):
+    """The test ROC-AUC against the generator never seen in training, every `every`
+    epochs: the card's training curve. Inference only, so training is unchanged."""
+
+    def __init__(self, every: int, real_test, unseen_test):
+        super().__init__()
+        self.every, self.real, self.unseen = every, real_test, unseen_test
+        self.points = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        real, unseen = (probabilities(self.model, x) for x in (self.real, self.unseen))
+        auc = detection.scores(real, unseen)["roc_auc"]
+        step = training.step(self.model)
+        self.points.append({"epoch": epoch + 1, "step": step, "value": auc})
+        print(f"training curve: epoch {epoch + 1}, {CURVE_METRIC} {auc:.4f}")
 
 
 def measured(model, real_test, samples: int) -> list[dict]:
     """Card metrics: real test faces against fresh samples of every generator, as
     stored (JPEG) and, for comparison, as generated (8-bit PNG, no JPEG)."""
-
-    def probabilities(pixels):
-        return detection.synthetic_probability(model, pixels.astype("float32") / 255)
-
-    real = probabilities(real_test)
+    real = probabilities(model, real_test)
     called_real = float(np.mean(real < 0.5))
     found = [
         {
@@ -107,7 +128,7 @@ def measured(model, real_test, samples: int) -> list[dict]:
         )
         for stored in (True, False):
             synthetic = detection.as_stored(raw / 255.0) if stored else raw
-            scores = detection.scores(real, probabilities(synthetic))
+            scores = detection.scores(real, probabilities(model, synthetic))
             keys = list(names) if stored else ["roc_auc"]
             what = f"{name} samples" + ("" if stored else " as PNG, no JPEG")
             found += [
@@ -218,6 +239,25 @@ def _trained(model, args, command: str, wall_time_s: float) -> dict:
     }
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of at least 1, got {text!r}"
+        )
+    return int(text)
+
+
+def _curve(every: int | None, real_test, samples: int) -> Curve | None:
+    """The training curve's callback, with its test samples of the unseen generator."""
+    if every is None:
+        return None
+    (unseen,) = UNSEEN
+    unseen_test = detection.synthetic_images(
+        zoo.load(unseen), samples, TEST_SAMPLES_SEED
+    )
+    return Curve(every, real_test[:samples], unseen_test)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -238,23 +278,34 @@ def main(argv=None) -> int:
     parser.add_argument("--filters", type=int, nargs="+", default=[16, 32, 64, 64])
     parser.add_argument("--feature-dim", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--eval-every",
+        type=_positive,
+        help=f"epochs between points of the training curve ({CURVE_METRIC})",
+    )
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     # Refused now, before the slow work, if keras_gen did not write it.
     _files.claim_folder(args.output, args.overwrite)
     start = time.monotonic()
-    model = fitted(*training_data(args), args)
     real_test = data.load_images("faces", "test", source=args.data)
+    samples = args.test_samples or len(real_test)
+    curve = _curve(args.eval_every, real_test, samples)
+    model = fitted(*training_data(args), args, [curve] if curve else [])
     command = shlex.join(["python", "tools/detector.py", *argv])
     metrics = [
-        {**metric, "command": command}
-        for metric in measured(model, real_test, args.test_samples or len(real_test))
+        {**metric, "command": command} for metric in measured(model, real_test, samples)
     ]
     for metric in metrics:
         print(f"{metric['name']:70} {metric['value']:.4f}")
     card = preset_card(model, args, command, time.monotonic() - start, metrics)
+    figures = {}
+    if curve:
+        training.add_training_curve(
+            card, figures, command, CURVE_METRIC, samples, curve.points, curve.every
+        )
     zoo.validate(card, "the new card")
-    folder = zoo.write(Path(args.output), model, card, None, args.overwrite)
+    folder = zoo.write(Path(args.output), model, card, None, args.overwrite, figures)
     print(f"wrote {folder}")
     return 0
 
