@@ -221,6 +221,21 @@ def limitations(metrics: list[dict]) -> str:
     )
 
 
+def curve_limitation(points: list[dict]) -> str:
+    """What the training curve says of the left-out generator."""
+    values = ", ".join(f"{point['value']:.3f}" for point in points)
+    epochs = ", ".join(str(point["epoch"]) for point in points)
+    found = (
+        "it stays near chance, so more epochs would not make it generalise"
+        if max(point["value"] for point in points) < 0.75
+        else "see the curve for whether more epochs would help"
+    )
+    return (
+        f"Its training curve (the ROC-AUC against {UNSEEN[0]} after epochs {epochs}: "
+        f"{values}): {found}."
+    )
+
+
 def _trained(model, args, command: str, wall_time_s: float) -> dict:
     return {
         "command": command,
@@ -304,6 +319,7 @@ def main(argv=None) -> int:
         training.add_training_curve(
             card, figures, command, CURVE_METRIC, samples, curve.points, curve.every
         )
+        card["limitations"] += " " + curve_limitation(curve.points)
     zoo.validate(card, "the new card")
     folder = zoo.write(Path(args.output), model, card, None, args.overwrite, figures)
     print(f"wrote {folder}")
