@@ -87,6 +87,17 @@ def _truncation(text: str) -> float:
     return value
 
 
+def _interval(text: str) -> tuple[float, float]:
+    """An argparse type: LOW,HIGH, two numbers (the model checks their order)."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected two numbers LOW,HIGH, got {text!r}"
+        ) from None
+    return low, high
+
+
 def _preset(parser, what="preset name (shipped preset) or ./path of a preset folder"):
     parser.add_argument("preset", help=what)
 
@@ -255,6 +266,14 @@ def _add_evaluate(commands):
         type=_finite_number,
         help="diffusion presets: sample at this classifier-free guidance scale "
         "instead of the preset's own (to choose one; not with --update-card)",
+    )
+    evaluate.add_argument(
+        "--guidance-interval",
+        type=_interval,
+        metavar="LOW,HIGH",
+        help="diffusion presets: guide only the steps whose noise level sigma is in "
+        "(LOW, HIGH] instead of the preset's own interval (to choose one; not with "
+        "--update-card)",
     )
     evaluate.add_argument(
         "--truncation",

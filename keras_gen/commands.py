@@ -126,6 +126,27 @@ def _measured_otherwise(args, model) -> None:
                 f"or set model.config.{name} in the card and measure every part again"
             )
         setattr(model, name, value)
+    _limit_guidance(args, model)
+
+
+def _limit_guidance(args, model) -> None:
+    """evaluate --guidance-interval: guide only some steps, to choose an interval."""
+    interval = getattr(args, "guidance_interval", None)
+    if interval is None:
+        return
+    if not hasattr(model, "guidance_interval") or not model.conditions:
+        raise ValueError(
+            f"{args.preset} has no classifier-free guidance to limit; "
+            "--guidance-interval is for conditional diffusion presets"
+        )
+    if args.update_card and interval != model.guidance_interval:
+        raise ValueError(
+            f"--guidance-interval with --update-card: the card holds the numbers of "
+            f"the preset's own interval, {model.guidance_interval}; measure without "
+            "--update-card, or set model.config.guidance_interval in the card and "
+            "measure every part again"
+        )
+    model.guidance_interval = interval
 
 
 def _prompted_conditions(prompt: str, model) -> dict:
@@ -307,7 +328,7 @@ def _command_evaluate(args, argv):
         measure=args.measure,
     )
     report = {"written_by": "keras_gen", "preset": str(args.preset), **report}
-    for name in ("guidance", "truncation"):
+    for name in ("guidance", "guidance_interval", "truncation"):
         if getattr(args, name) is not None:
             report[name] = getattr(args, name)
     _print_report(report)
@@ -333,9 +354,10 @@ def _record_translation_figure(preset, model, spec, splits):
 
 
 def _print_report(report):
-    for name in ("guidance", "truncation"):
+    for name in ("guidance", "guidance_interval", "truncation"):
         if name in report:
-            print(f"{name}: {report[name]:g}")
+            values = report[name] if name == "guidance_interval" else [report[name]]
+            print(f"{name}: {','.join(f'{value:g}' for value in values)}")
     if "extractor" in report:
         extractor = report["extractor"]
         print(

@@ -64,16 +64,19 @@ def analytic(**config) -> Diffusion:
 
 
 def chain_moments(alphas_cumprod, steps, sampler, eta, mean=MEAN, std=STD):
-    """(mean, std) of what a sampler draws with the analytic denoiser, in float64.
+    """(mean, std) of what a sampler draws with the analytic denoiser, in float64;
+    `mean` may be a function of the timestep index (the data mean a step aims at).
 
     x_T ~ N(0, 1); each update maps x_t to P + Q x_t + sigma z, so the mean and
     variance follow exactly. Written from the papers' equations, apart from the
     module's code (no clipping: these samples stay well inside [-1, 1]).
     """
     timesteps = len(alphas_cumprod)
+    mean_at = mean if callable(mean) else lambda t: mean
     m, v = 0.0, 1.0
     for step in reversed(range(steps)):
         t, s = (step + 1) * timesteps // steps - 1, step * timesteps // steps - 1
+        mean = mean_at(t)
         ab_t, ab_s = alphas_cumprod[t], alphas_cumprod[s] if s >= 0 else 1.0
         a, b = math.sqrt(ab_t), math.sqrt(1 - ab_t)
         gain = (
@@ -280,6 +283,49 @@ def test_guidance_0_and_unconditioned_heads_are_unconditional_sampling():
     )
 
 
+def test_guidance_interval_guides_only_the_steps_whose_noise_level_is_inside():
+    # Each step aims at the mean its own w gives: 1.5 x 0.2 inside (0.5, 2], 0.2
+    # outside; the float64 chain of those steps says where samples end.
+    model = shades(conditions={"shade": ["dark", "light"]}, guidance_interval=(0.5, 2))
+    alphas_cumprod = diffusion.cosine_alphas_cumprod(model.timesteps)
+    sigmas = np.sqrt((1 - alphas_cumprod) / alphas_cumprod)
+
+    def aimed_at(t):
+        return (1.5 if 0.5 < sigmas[t] <= 2 else 1.0) * 0.2
+
+    expected, _ = chain_moments(alphas_cumprod, 20, "ddim", 0.0, mean=aimed_at)
+    assert 0.21 < expected < 0.29  # between unguided (0.2) and guided (0.3)
+    drawn = model_scale(
+        model.generate(256, seed=0, steps=20, shade="light", guidance=1.5)
+    )
+    assert drawn.mean() == pytest.approx(expected, abs=0.006)
+
+
+def test_guidance_intervals_holding_every_step_or_none_are_plain_guidance_or_none():
+    config = {"conditions": {"shade": ["dark", "light"]}}
+    plain = shades(**config)
+    request = {"seed": 2, "steps": 5, "shade": "light"}
+    every = shades(**config, guidance_interval=(0, 1e9))
+    np.testing.assert_array_equal(
+        every.generate(8, guidance=3.0, **request),
+        plain.generate(8, guidance=3.0, **request),
+    )
+    none = shades(**config, guidance_interval=(1e8, 1e9))
+    np.testing.assert_allclose(
+        none.generate(8, guidance=3.0, **request),
+        plain.generate(8, guidance=1.0, **request),
+        atol=1e-6,
+    )
+    assert shades(**none.get_config()).guidance_interval == (1e8, 1e9)
+    plain.guidance_interval = [1e8, 1e9]  # set after its loop was traced
+    np.testing.assert_array_equal(
+        plain.generate(8, guidance=3.0, **request),
+        none.generate(8, guidance=3.0, **request),
+    )
+    with pytest.raises(ValueError, match="0 <= low < high"):
+        plain.guidance_interval = (3, 3)
+
+
 @pytest.fixture(scope="module")
 def model():
     """A small conditional model with two levels and attention, for what needs no
@@ -387,6 +433,10 @@ def test_bad_requests_of_the_other_methods_and_configs_are_refused(model):
         ({"image_shape": (6, 6, 1), "widths": (4, 8, 8)}, "divisible by 4"),
         ({"prediction": "x0"}, "prediction must be one of"),
         ({"sampling_steps": 30}, "sampling_steps must be from 1 to timesteps=20"),
+        ({"guidance_interval": (2, 1)}, "0 <= low < high"),
+        ({"guidance_interval": (-1, 1)}, "0 <= low < high"),
+        ({"guidance_interval": (0, float("inf"))}, "both finite"),
+        ({"guidance_interval": (1,)}, "two noise levels"),
     ):
         with pytest.raises(ValueError, match=match):
             tiny.diffusion(**config)
@@ -488,3 +538,36 @@ def test_evaluate_command_measures_at_another_guidance_outside_the_card(
     plain = _faces_preset(tmp_path / "plain", tiny.diffusion(conditions=None))
     assert cli.main(["evaluate", str(plain), "--guidance", "2"]) == 2
     assert len(measured_models) == 2  # neither refused command reached the evaluation
+
+
+def test_evaluate_command_measures_with_a_guidance_interval_outside_the_card(
+    faces_preset, tmp_path, measured_models, capsys
+):
+    folder, _ = faces_preset
+    out = tmp_path / "report.json"
+    argv = ["evaluate", str(folder), "--guidance-interval", "0.28,5.42"]
+    assert cli.main([*argv, "--json", str(out)]) == 0
+    assert [m.guidance_interval for m in measured_models] == [(0.28, 5.42)]
+    assert json.loads(out.read_text())["guidance_interval"] == [0.28, 5.42]
+    assert "guidance_interval: 0.28,5.42" in capsys.readouterr().out
+    refused = (
+        [*argv, "--update-card"],  # the card keeps the numbers of its own interval
+        ["evaluate", str(folder), "--guidance-interval", "2,1"],
+        ["evaluate", str(folder), "--guidance-interval", "1"],
+        ["evaluate", "vae_mnist", "--guidance-interval", "0,1"],
+        [
+            "evaluate",
+            str(_faces_preset(tmp_path / "plain", tiny.diffusion(conditions=None))),
+            "--guidance-interval",
+            "0,1",
+        ],
+    )
+    for command in refused:
+        try:
+            code = cli.main(command)
+        except SystemExit as exit_:  # argparse's own errors
+            code = exit_.code
+        assert code == 2, command
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and "guidance" in error, error
+    assert len(measured_models) == 1  # no refused command reached the evaluation

@@ -171,6 +171,11 @@ class Diffusion(base.Family):
             dropout on any number of replicas; evaluation draws the same every time.
         sampling_steps: `generate`'s default number of steps.
         guidance: `generate`'s default guidance scale w.
+        guidance_interval: (low, high) to guide only the steps whose noise level
+            sigma = sqrt((1 - alpha_bar) / alpha_bar) is in (low, high], taking the
+            conditional prediction alone (w = 1) at the others: guidance at high
+            noise costs diversity, at low noise it does little (Kynkaanniemi et
+            al. 2024). None guides every step.
 
     Example:
         model = keras_gen.Diffusion(conditions={"labels": names})
@@ -201,6 +206,7 @@ class Diffusion(base.Family):
         seed: int = 0,
         sampling_steps: int = 50,
         guidance: float = 1.0,
+        guidance_interval: tuple[float, float] | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -220,6 +226,7 @@ class Diffusion(base.Family):
         self.seed = seed
         self.sampling_steps = sampling_steps
         self.guidance = guidance
+        self.guidance_interval = guidance_interval
         self._check_config()
         if not self.conditions:  # this instance declares what it can do
             self.capabilities = type(self).capabilities - {base.CONDITIONS}
@@ -410,7 +417,26 @@ class Diffusion(base.Family):
             tf.concat([labels, unconditioned], 0),
         )
         conditional, unconditional = both[:rows], both[rows:]
+        if self.guidance_interval is not None:
+            guidance = self._guidance_at(timestep, guidance)
         return unconditional + guidance * (conditional - unconditional)
+
+    @property
+    def guidance_interval(self) -> tuple[float, float] | None:
+        return self._guidance_interval
+
+    @guidance_interval.setter
+    def guidance_interval(self, interval) -> None:
+        # Checked whenever set: `evaluate --guidance-interval` sets it on a loaded model.
+        self._guidance_interval = _checked_interval(interval)
+
+    def _guidance_at(self, timestep, guidance):
+        """w inside the guidance interval, 1 (the conditional prediction) outside."""
+        low, high = self.guidance_interval
+        alpha_bar = tf.gather(self.alphas_cumprod, timestep)
+        sigma = tf.sqrt((1.0 - alpha_bar) / alpha_bar)
+        inside = tf.logical_and(sigma > low, sigma <= high)
+        return tf.where(inside, tf.cast(guidance, tf.float32), 1.0)
 
     def denoise(self, noisy_images, timesteps, **conditions) -> tf.Tensor:
         """The EMA network's prediction (eps or v, as `prediction` says) for each row.
@@ -750,7 +776,8 @@ class Diffusion(base.Family):
 
 
 class _Graphs:
-    """The sampling loops `generate` runs, one tf.function per (sampler, guided).
+    """The sampling loops `generate` runs, one tf.function per (sampler, guided,
+    guidance interval): the interval is read when a loop is traced.
 
     Held in a plain object, not as model attributes, so that Keras and SavedModel
     export do not track or save them.
@@ -760,7 +787,7 @@ class _Graphs:
         self.functions = {}
 
     def get(self, model: Diffusion, sampler: str, guided: bool):
-        key = (sampler, guided)
+        key = (sampler, guided, model.guidance_interval)
         if key not in self.functions:
             heads = len(model.conditions)
             self.functions[key] = tf.function(
@@ -787,6 +814,24 @@ def _checked_steps(steps, timesteps: int) -> int:
             f"got {steps!r}"
         )
     return int(steps)
+
+
+def _checked_interval(interval) -> tuple[float, float] | None:
+    """The guidance interval as a tuple, or None; refused unless 0 <= low < high."""
+    if interval is None:
+        return None
+    try:
+        low, high = (float(bound) for bound in interval)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"guidance_interval must be None or two noise levels (low, high), got "
+            f"{interval!r}"
+        ) from None
+    if not (math.isfinite(high) and 0 <= low < high):
+        raise ValueError(
+            f"guidance_interval must have 0 <= low < high, both finite, got {interval!r}"
+        )
+    return low, high
 
 
 def _check_sampler(sampler, eta, guidance) -> None:
