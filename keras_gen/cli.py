@@ -261,6 +261,16 @@ def _add_evaluate(commands):
         help="comma-separated parts to measure (default all): "
         f"{', '.join(_choices.EVALUATION_PARTS)}; --update-card replaces those numbers only",
     )
+    _sampling_otherwise_flags(evaluate)
+    evaluate.add_argument("--seed", type=_integer(0, TRAIN_SEED_MAX), default=0)
+    evaluate.add_argument("--data", help="dataset file or folder")
+    evaluate.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    _update_card(evaluate, "write the numbers into the preset's card and model card")
+    _overwrite(evaluate)
+
+
+def _sampling_otherwise_flags(evaluate):
+    """evaluate's flags that sample otherwise than the preset does, to choose a setting."""
     evaluate.add_argument(
         "--guidance",
         type=_finite_number,
@@ -281,11 +291,6 @@ def _add_evaluate(commands):
         help="GAN presets: sample latents truncated to [-T, T] instead of the "
         "preset's own setting (to choose one; not with --update-card)",
     )
-    evaluate.add_argument("--seed", type=_integer(0, TRAIN_SEED_MAX), default=0)
-    evaluate.add_argument("--data", help="dataset file or folder")
-    evaluate.add_argument("--json", metavar="OUT", help="also write the report as JSON")
-    _update_card(evaluate, "write the numbers into the preset's card and model card")
-    _overwrite(evaluate)
 
 
 def _add_export(commands):
