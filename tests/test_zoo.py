@@ -177,6 +177,16 @@ def test_every_shipped_card_fits_the_schema(name):
         assert (folder / file).is_file() and not (folder / file).is_symlink(), file
 
 
+@pytest.mark.parametrize("name", zoo.list())
+def test_every_shipped_model_card_is_what_its_card_renders(name):
+    # A card edited without re-rendering leaves its README stale: run
+    # python tools/model_cards.py after editing a card.
+    shipped = (zoo.path(name) / "README.md").read_text()
+    assert shipped == zoo.model_card(zoo.card(name)), (
+        f"zoo/{name}/README.md is stale: run python tools/model_cards.py"
+    )
+
+
 def test_the_schema_table_is_well_formed():
     for pattern in zoo.CARD_SCHEMA:
         parent, _ = zoo._split(pattern)
