@@ -784,8 +784,8 @@ def _card_training_curve(c: dict) -> builtins.list[str]:
         "## Training curve",
         "",
         (
-            f"`{curve['metric']}` during training, measured with `--eval-samples "
-            f"{curve['samples']}` by `{curve['command']}`:"
+            f"`{curve['metric']}` during training, measured on {curve['samples']} samples "
+            f"and as many test images by `{curve['command']}`:"
         ),
         "",
         "| epoch | step | value |",
