@@ -270,7 +270,7 @@ def _curve(every: int | None, real_test, samples: int) -> Curve | None:
     unseen_test = detection.synthetic_images(
         zoo.load(unseen), samples, TEST_SAMPLES_SEED
     )
-    return Curve(every, real_test[:samples], unseen_test)
+    return Curve(every, real_test, unseen_test)  # all real test faces, as `measured`
 
 
 def main(argv=None) -> int:
