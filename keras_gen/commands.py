@@ -111,42 +111,37 @@ def _sampling_options(args, model) -> dict:
 
 
 def _measured_otherwise(args, model) -> None:
-    """evaluate --guidance / --truncation: sample otherwise than the preset does, to
-    choose a setting; a card holds the numbers of the preset's own settings only."""
+    """evaluate --guidance / --guidance-interval / --truncation: sample otherwise than
+    the preset does, to choose a setting; a card holds the numbers of the preset's
+    own settings only."""
     chosen = _sampling_options(args, model)  # refuses a model that takes neither
     chosen.pop("steps", None)
-    if "guidance" in chosen and not model.conditions:
+    if getattr(args, "guidance_interval", None) is not None:
+        # Not an argument of generate but a setting of the guidance it takes.
+        if "guidance" not in _generate_options(type(model)):
+            raise ValueError(
+                f"{args.preset} is a {type(model).__name__}, which takes no "
+                "--guidance-interval; it is for conditional diffusion presets"
+            )
+        chosen["guidance_interval"] = args.guidance_interval
+    if {"guidance", "guidance_interval"} & set(chosen) and not model.conditions:
         raise ValueError(f"{args.preset} is unconditional: it has no guidance to set")
     for name, value in chosen.items():
         own = getattr(model, name)
         if args.update_card and value != own:
             raise ValueError(
-                f"--{name} {value:g} with --update-card: the card holds the numbers "
-                f"of the preset's own {name}, {own}; measure without --update-card, "
-                f"or set model.config.{name} in the card and measure every part again"
+                f"--{name.replace('_', '-')} {_shown(value)} with --update-card: the "
+                f"card holds the numbers of the preset's own {name}, {own}; measure "
+                f"without --update-card, or set model.config.{name} in the card and "
+                "measure every part again"
             )
         setattr(model, name, value)
-    _limit_guidance(args, model)
 
 
-def _limit_guidance(args, model) -> None:
-    """evaluate --guidance-interval: guide only some steps, to choose an interval."""
-    interval = getattr(args, "guidance_interval", None)
-    if interval is None:
-        return
-    if not hasattr(model, "guidance_interval") or not model.conditions:
-        raise ValueError(
-            f"{args.preset} has no classifier-free guidance to limit; "
-            "--guidance-interval is for conditional diffusion presets"
-        )
-    if args.update_card and interval != model.guidance_interval:
-        raise ValueError(
-            f"--guidance-interval with --update-card: the card holds the numbers of "
-            f"the preset's own interval, {model.guidance_interval}; measure without "
-            "--update-card, or set model.config.guidance_interval in the card and "
-            "measure every part again"
-        )
-    model.guidance_interval = interval
+def _shown(value) -> str:
+    """A number, or a tuple of them (an interval), as a flag takes it."""
+    values = value if isinstance(value, tuple) else (value,)
+    return ",".join(f"{item:g}" for item in values)
 
 
 def _prompted_conditions(prompt: str, model) -> dict:
@@ -356,8 +351,7 @@ def _record_translation_figure(preset, model, spec, splits):
 def _print_report(report):
     for name in ("guidance", "guidance_interval", "truncation"):
         if name in report:
-            values = report[name] if name == "guidance_interval" else [report[name]]
-            print(f"{name}: {','.join(f'{value:g}' for value in values)}")
+            print(f"{name}: {_shown(report[name])}")
     if "extractor" in report:
         extractor = report["extractor"]
         print(

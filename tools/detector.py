@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gen import _files, data, evaluation, training, zoo
+from keras_gen import _files, cli, data, evaluation, training, zoo
 from keras_gen._version import __version__
 from keras_gen.applications import detection
 
@@ -254,14 +254,6 @@ def _trained(model, args, command: str, wall_time_s: float) -> dict:
     }
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number of at least 1, got {text!r}"
-        )
-    return int(text)
-
-
 def _curve(every: int | None, real_test, samples: int) -> Curve | None:
     """The training curve's callback, with its test samples of the unseen generator."""
     if every is None:
@@ -295,7 +287,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--eval-every",
-        type=_positive,
+        type=cli._integer(1),
         help=f"epochs between points of the training curve ({CURVE_METRIC})",
     )
     parser.add_argument("--overwrite", action="store_true")
