@@ -902,39 +902,62 @@ def _tensorboard(logdir, run: _Run):
 
 
 def _training_curve(run: _Run, state: _TrainingState) -> _TrainingCurve:
-    """The callback measuring the curve's points: `evaluate`'s headline number for a
-    one-device copy of the model, on `eval_samples` samples and test images.
+    """The callback measuring the curve's points on a one-device copy of the model.
 
-    A model or data that cannot give that number is refused here, before training.
+    A model or data that cannot give a point is refused here, before training.
     """
     measured = _one_device_copy(run.recipe)
-    pattern, extractor = _curve_metric(measured, run.recipe["data"]["dataset"])
+    _curve_metric(measured, run.recipe["data"]["dataset"])
     try:
         run.splits.images("test")
     except (data.DataSourceError, data.DataError) as error:
         raise type(error)(
             f"eval_every (--eval-every) measures on the test split: {error}"
         ) from None
-    spread = _SpreadTestImages(run.splits, run.settings["eval_samples"])
-    # The recipe's end-of-training settings, with the curve's count and only the
-    # parts that hold its headline number (test NLL or accuracy, FID).
-    sizes = {**run.recipe["training"].get("evaluation", {})}
-    sizes.update(num_samples=run.settings["eval_samples"], measure=("test", "samples"))
 
     def measure(model):
         measured.set_weights(model.get_weights())
-        report = evaluation.evaluate(
+        return curve_point(
             measured,
             run.recipe["data"],
+            run.splits,
             run.command,
             seed=run.settings["seed"],
-            feature_extractor=extractor,
-            splits=spread,
-            **sizes,
+            samples=run.settings["eval_samples"],
+            settings=run.recipe["training"].get("evaluation"),
         )
-        return _headline(report, pattern)
 
     return _TrainingCurve(state, measure, run.settings)
+
+
+def curve_point(
+    model: keras.Model,
+    data_spec: dict,
+    splits: data.Splits,
+    command: str,
+    *,
+    seed: int,
+    samples: int,
+    settings: dict | None = None,
+) -> tuple[str, float]:
+    """(name, value) of `evaluate`'s headline number (test NLL or accuracy, FID) for
+    `model`, on `samples` samples and as many test images spread over the split.
+
+    `settings`: the recipe's end-of-training `evaluate` arguments; the count and the
+    parts measured (only those that hold the headline number) are the curve's own.
+    """
+    pattern, extractor = _curve_metric(model, data_spec["dataset"])
+    sizes = {**(settings or {}), "num_samples": samples, "measure": ("test", "samples")}
+    report = evaluation.evaluate(
+        model,
+        data_spec,
+        command,
+        seed=seed,
+        feature_extractor=extractor,
+        splits=_SpreadTestImages(splits, samples),
+        **sizes,
+    )
+    return _headline(report, pattern)
 
 
 def _one_device_copy(recipe: dict) -> keras.Model:

@@ -232,3 +232,41 @@ def test_the_vae_keeps_its_analytic_kl():
     _, kl = model._negative_elbo_terms(images, noise.step_seed(0, 0, 0), False)
     expected = tfp.distributions.kl_divergence(model._posterior(images), model.prior)
     np.testing.assert_array_equal(kl, expected)
+
+
+def test_latent_mixture_curve_is_what_evaluate_gives_and_leaves_the_fit_alone(tmp_path):
+    """tools/latent_mixture.py --eval-every: a test-NLL point every N EM iterations,
+    the number `evaluate` gives those weights; measuring changes no weight, and the
+    card gets the curve with its figure."""
+    from test_training import write_recipe
+    from tool_scripts import load
+
+    from keras_gen import data, evaluation, training, zoo
+
+    tool = load("latent_mixture")
+    _, source = write_recipe(tmp_path)  # 12 train, 5 test MNIST-like images
+    fit = ["vae_mnist", "--data", str(source), "--epochs", "2", "--batch-size", "6"]
+    fit += ["--components", "2", "--covariance", "diagonal"]
+    curved, plain = tmp_path / "curved", tmp_path / "plain"
+    assert tool.main([*fit, "--eval-every", "1", "--output", str(curved)]) == 0
+    assert tool.main([*fit, "--output", str(plain)]) == 0
+    for a, b in zip(zoo.load(curved).get_weights(), zoo.load(plain).get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+    card = zoo.card(curved)
+    curve = card["training_curve"]
+    assert curve["metric"].startswith("test negative log-likelihood, nats")
+    assert [(p["epoch"], p["step"]) for p in curve["points"]] == [(1, 2), (2, 4)]
+    assert (curved / training.CURVE_FIGURE).is_file()
+    assert "training_curve" not in zoo.card(plain)
+    direct = evaluation.evaluate(
+        zoo.load(plain),
+        card["data"],
+        "direct",
+        num_samples=4,
+        seed=0,
+        splits=data.Splits("mnist", source),
+        measure=("test",),
+    )
+    found = {m["name"]: m["value"] for m in direct["metrics"]}
+    assert curve["points"][-1]["value"] == pytest.approx(found[curve["metric"]])

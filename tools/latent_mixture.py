@@ -8,7 +8,7 @@ initialises the mixture, each later one is an EM iteration. Generation then
 decodes draws from the mixture.
 
     python tools/latent_mixture.py vae_mnist --data ../shared/data/mnist.npz \\
-        --output zoo/vae_mnist_gmm
+        --output zoo/vae_mnist_gmm --eval-every 3
 """
 
 import argparse
@@ -20,7 +20,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from keras_gen import _files, data, evaluation, training, zoo
+from keras_gen import _files, cli, data, evaluation, training, zoo
+from keras_gen._choices import EVAL_SAMPLES
 from keras_gen._version import __version__
 from keras_gen.models import MixturePriorVAE
 
@@ -37,7 +38,34 @@ LIMITATIONS = (
 )
 
 
-def fitted(vae_preset: str, images, args) -> MixturePriorVAE:
+class Curve(keras.callbacks.Callback):
+    """`keras-gen train --eval-every`'s headline number (the test NLL) every `every`
+    EM iterations: the card's training curve. It only measures, so the fitted
+    mixture is the same with it or without."""
+
+    def __init__(self, every: int, data_spec: dict, splits, command: str, seed: int):
+        super().__init__()
+        self.every, self.data_spec, self.splits = every, data_spec, splits
+        self.command, self.seed, self.samples = command, seed, EVAL_SAMPLES
+        self.metric, self.points = None, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        self.metric, value = training.curve_point(
+            self.model,
+            self.data_spec,
+            self.splits,
+            self.command,
+            seed=self.seed,
+            samples=self.samples,
+        )
+        step = training.step(self.model)
+        self.points.append({"epoch": epoch + 1, "step": step, "value": value})
+        print(f"training curve: epoch {epoch + 1}, {self.metric} {value:.6g}")
+
+
+def fitted(vae_preset: str, images, args, callbacks=()) -> MixturePriorVAE:
     """The preset's VAE with a mixture prior fitted by `args.epochs` epochs of EM."""
     card = zoo.card(vae_preset)
     model = MixturePriorVAE.from_vae(
@@ -52,7 +80,7 @@ def fitted(vae_preset: str, images, args) -> MixturePriorVAE:
         seed=args.seed,
         binarize="dynamic" if card["data"].get("binarize") else None,
     )
-    model.fit(batches, epochs=args.epochs, verbose=2)
+    model.fit(batches, epochs=args.epochs, verbose=2, callbacks=list(callbacks))
     return model
 
 
@@ -133,6 +161,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="keys the binarization")
     parser.add_argument("--limit", type=int, help="only the first N training images")
     parser.add_argument(
+        "--eval-every",
+        type=cli._integer(1),
+        help="EM iterations between points of the training curve (test NLL)",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace a folder keras_gen did not write",
@@ -145,14 +178,28 @@ def main(argv=None) -> int:
     start = time.monotonic()
     vae_card = zoo.card(args.preset)
     spec = vae_card["data"]
-    images = data.Splits(spec["dataset"], args.data).images(spec["split"])
-    model = fitted(args.preset, images[: args.limit], args)
+    splits = data.Splits(spec["dataset"], args.data)
+    images = splits.images(spec["split"])
     command = shlex.join(["python", "tools/latent_mixture.py", *argv])
+    curve = None
+    if args.eval_every:
+        curve = Curve(args.eval_every, spec, splits, command, args.seed)
+    model = fitted(args.preset, images[: args.limit], args, [curve] if curve else [])
     card = preset_card(vae_card, model, args, command, time.monotonic() - start)
+    figures = {}
+    if curve:
+        training.add_training_curve(
+            card,
+            figures,
+            command,
+            curve.metric,
+            curve.samples,
+            curve.points,
+            curve.every,
+        )
     zoo.validate(card, "the new card")
-    folder = zoo.write(
-        args.output, model, card, model.generate(64, seed=SAMPLE_SEED), args.overwrite
-    )
+    samples = model.generate(64, seed=SAMPLE_SEED)
+    folder = zoo.write(args.output, model, card, samples, args.overwrite, figures)
     print(f"wrote {folder}")
     return 0
 
