@@ -64,6 +64,18 @@ class Curve(keras.callbacks.Callback):
         self.points.append({"epoch": epoch + 1, "step": step, "value": value})
         print(f"training curve: epoch {epoch + 1}, {self.metric} {value:.6g}")
 
+    def add_to(self, card: dict, figures: dict) -> None:
+        """Put the curve in the card, and its figure among the `figures` to write."""
+        training.add_training_curve(
+            card,
+            figures,
+            self.command,
+            self.metric,
+            self.samples,
+            self.points,
+            self.every,
+        )
+
 
 def fitted(vae_preset: str, images, args, callbacks=()) -> MixturePriorVAE:
     """The preset's VAE with a mixture prior fitted by `args.epochs` epochs of EM."""
@@ -148,8 +160,8 @@ def _trained(model, args, command: str, wall_time_s: float) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def arguments(argv: list[str]) -> argparse.Namespace:
+    """The command line's settings; --output defaults to zoo/PRESET_gmm."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("preset", nargs="?", default="vae_mnist", help="a VAE preset")
     parser.add_argument("--data", help="dataset file or folder")
@@ -172,6 +184,12 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     args.output = args.output or str(zoo.root() / f"{Path(args.preset).name}_gmm")
+    return args
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = arguments(argv)
     # Refused now, before the slow fit, if keras_gen did not write it (zoo.write
     # checks again).
     _files.claim_folder(args.output, args.overwrite)
@@ -188,15 +206,7 @@ def main(argv=None) -> int:
     card = preset_card(vae_card, model, args, command, time.monotonic() - start)
     figures = {}
     if curve:
-        training.add_training_curve(
-            card,
-            figures,
-            command,
-            curve.metric,
-            curve.samples,
-            curve.points,
-            curve.every,
-        )
+        curve.add_to(card, figures)
     zoo.validate(card, "the new card")
     samples = model.generate(64, seed=SAMPLE_SEED)
     folder = zoo.write(args.output, model, card, samples, args.overwrite, figures)
