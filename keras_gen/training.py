@@ -234,6 +234,38 @@ class _TrainingCurve(keras.callbacks.Callback):
         )
 
 
+class EpochCurve(keras.callbacks.Callback):
+    """`measure(model)`, giving (metric name, value), every `every` epochs: the
+    training curve of a tool that makes presets outside `keras-gen train` (whose
+    own curve also survives a crash and resume). It only measures, so the fit is
+    the same with it or without."""
+
+    def __init__(self, every: int, measure, samples: int, command: str):
+        super().__init__()
+        self.every, self.measure, self.samples = every, measure, samples
+        self.command, self.metric, self.points = command, None, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        self.metric, value = self.measure(self.model)
+        point = {"epoch": epoch + 1, "step": step(self.model), "value": value}
+        self.points.append(point)
+        print(f"training curve: epoch {epoch + 1}, {self.metric} {value:.6g}")
+
+    def add_to(self, card: dict, figures: dict) -> None:
+        """Put the curve in a card, and its figure among the `figures` to write."""
+        add_training_curve(
+            card,
+            figures,
+            self.command,
+            self.metric,
+            self.samples,
+            self.points,
+            self.every,
+        )
+
+
 def add_training_curve(
     card: dict,
     figures: dict,

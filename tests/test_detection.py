@@ -207,7 +207,8 @@ def test_detector_tool_curve_measures_auc_without_changing_training():
     args = argparse.Namespace(
         seed=0, filters=[4], feature_dim=6, learning_rate=1e-2, batch_size=16, epochs=4
     )
-    curve = tool.Curve(2, real[:10], synthetic[:10])
+    command = "python tools/detector.py --eval-every 2"
+    curve = tool.auc_curve(2, real[:10], synthetic[:10], command)
     measured = tool.fitted(images, labels, args, [curve])
     plain = tool.fitted(images, labels, args)
     for a, b in zip(measured.get_weights(), plain.get_weights()):
@@ -221,15 +222,12 @@ def test_detector_tool_curve_measures_auc_without_changing_training():
     assert curve.points[-1]["value"] == pytest.approx(expected, abs=1e-9)
 
     card, figures = {"figures": []}, {}
-    training.add_training_curve(
-        card,
-        figures,
-        "python tools/detector.py --eval-every 2",
-        tool.CURVE_METRIC,
-        10,
-        curve.points,
-        2,
-    )
-    assert card["training_curve"]["points"] == curve.points
+    curve.add_to(card, figures)
+    assert card["training_curve"] == {
+        "command": command,
+        "metric": tool.CURVE_METRIC,
+        "samples": 10,
+        "points": curve.points,
+    }
     assert [f["file"] for f in card["figures"]] == [training.CURVE_FIGURE]
     assert figures[training.CURVE_FIGURE][0].shape[-1] == 3

@@ -85,23 +85,15 @@ def probabilities(model, pixels) -> np.ndarray:
     return detection.synthetic_probability(model, pixels.astype("float32") / 255)
 
 
-class Curve(keras.callbacks.Callback):
+def auc_curve(every: int, real_test, unseen_test, command: str) -> training.EpochCurve:
     """The test ROC-AUC against the generator never seen in training, every `every`
     epochs: the card's training curve. Inference only, so training is unchanged."""
 
-    def __init__(self, every: int, real_test, unseen_test):
-        super().__init__()
-        self.every, self.real, self.unseen = every, real_test, unseen_test
-        self.points = []
+    def measure(model):
+        real, unseen = (probabilities(model, x) for x in (real_test, unseen_test))
+        return CURVE_METRIC, detection.scores(real, unseen)["roc_auc"]
 
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
-            return
-        real, unseen = (probabilities(self.model, x) for x in (self.real, self.unseen))
-        auc = detection.scores(real, unseen)["roc_auc"]
-        step = training.step(self.model)
-        self.points.append({"epoch": epoch + 1, "step": step, "value": auc})
-        print(f"training curve: epoch {epoch + 1}, {CURVE_METRIC} {auc:.4f}")
+    return training.EpochCurve(every, measure, len(unseen_test), command)
 
 
 def measured(model, real_test, samples: int) -> list[dict]:
@@ -254,7 +246,9 @@ def _trained(model, args, command: str, wall_time_s: float) -> dict:
     }
 
 
-def _curve(every: int | None, real_test, samples: int) -> Curve | None:
+def _curve(
+    every: int | None, real_test, samples: int, command: str
+) -> training.EpochCurve | None:
     """The training curve's callback, with its test samples of the unseen generator."""
     if every is None:
         return None
@@ -262,7 +256,8 @@ def _curve(every: int | None, real_test, samples: int) -> Curve | None:
     unseen_test = detection.synthetic_images(
         zoo.load(unseen), samples, TEST_SAMPLES_SEED
     )
-    return Curve(every, real_test, unseen_test)  # all real test faces, as `measured`
+    # All the real test faces, as `measured` scores.
+    return auc_curve(every, real_test, unseen_test, command)
 
 
 def main(argv=None) -> int:
@@ -297,9 +292,9 @@ def main(argv=None) -> int:
     start = time.monotonic()
     real_test = data.load_images("faces", "test", source=args.data)
     samples = args.test_samples or len(real_test)
-    curve = _curve(args.eval_every, real_test, samples)
-    model = fitted(*training_data(args), args, [curve] if curve else [])
     command = shlex.join(["python", "tools/detector.py", *argv])
+    curve = _curve(args.eval_every, real_test, samples, command)
+    model = fitted(*training_data(args), args, [curve] if curve else [])
     metrics = [
         {**metric, "command": command} for metric in measured(model, real_test, samples)
     ]
@@ -308,9 +303,7 @@ def main(argv=None) -> int:
     card = preset_card(model, args, command, time.monotonic() - start, metrics)
     figures = {}
     if curve:
-        training.add_training_curve(
-            card, figures, command, CURVE_METRIC, samples, curve.points, curve.every
-        )
+        curve.add_to(card, figures)
         card["limitations"] += " " + curve_limitation(curve.points)
     zoo.validate(card, "the new card")
     folder = zoo.write(Path(args.output), model, card, None, args.overwrite, figures)

@@ -38,43 +38,18 @@ LIMITATIONS = (
 )
 
 
-class Curve(keras.callbacks.Callback):
-    """`keras-gen train --eval-every`'s headline number (the test NLL) every `every`
-    EM iterations: the card's training curve. It only measures, so the fitted
-    mixture is the same with it or without."""
+def nll_curve(
+    every: int, data_spec: dict, splits, command: str, seed: int
+) -> training.EpochCurve:
+    """`keras-gen train --eval-every`'s point (the test NLL, on EVAL_SAMPLES test
+    images) every `every` EM iterations: the card's training curve."""
 
-    def __init__(self, every: int, data_spec: dict, splits, command: str, seed: int):
-        super().__init__()
-        self.every, self.data_spec, self.splits = every, data_spec, splits
-        self.command, self.seed, self.samples = command, seed, EVAL_SAMPLES
-        self.metric, self.points = None, []
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
-            return
-        self.metric, value = training.curve_point(
-            self.model,
-            self.data_spec,
-            self.splits,
-            self.command,
-            seed=self.seed,
-            samples=self.samples,
+    def measure(model):
+        return training.curve_point(
+            model, data_spec, splits, command, seed=seed, samples=EVAL_SAMPLES
         )
-        step = training.step(self.model)
-        self.points.append({"epoch": epoch + 1, "step": step, "value": value})
-        print(f"training curve: epoch {epoch + 1}, {self.metric} {value:.6g}")
 
-    def add_to(self, card: dict, figures: dict) -> None:
-        """Put the curve in the card, and its figure among the `figures` to write."""
-        training.add_training_curve(
-            card,
-            figures,
-            self.command,
-            self.metric,
-            self.samples,
-            self.points,
-            self.every,
-        )
+    return training.EpochCurve(every, measure, EVAL_SAMPLES, command)
 
 
 def fitted(vae_preset: str, images, args, callbacks=()) -> MixturePriorVAE:
@@ -201,7 +176,7 @@ def main(argv=None) -> int:
     command = shlex.join(["python", "tools/latent_mixture.py", *argv])
     curve = None
     if args.eval_every:
-        curve = Curve(args.eval_every, spec, splits, command, args.seed)
+        curve = nll_curve(args.eval_every, spec, splits, command, args.seed)
     model = fitted(args.preset, images[: args.limit], args, [curve] if curve else [])
     card = preset_card(vae_card, model, args, command, time.monotonic() - start)
     figures = {}
