@@ -524,7 +524,7 @@ def train(
     epochs, batch_size, seed = _or_recipe(recipe, epochs, batch_size, seed)
     distribution = distribution or strategy()
     _check_settings(epochs, steps_per_epoch, batch_size, seed, checkpoint_every)
-    eval_samples = _check_curve(eval_every, eval_samples, epochs)
+    eval_samples = check_curve(eval_every, eval_samples, epochs)
     _check_replicas(batch_size, distribution)
     _check_decay(learning_rate_decay, recipe)
     output = _files.claim_folder(output, overwrite)
@@ -779,7 +779,7 @@ def _check_settings(epochs, steps_per_epoch, batch_size, seed, checkpoint_every)
         )
 
 
-def _check_curve(eval_every, eval_samples, epochs) -> int | None:
+def check_curve(eval_every, eval_samples, epochs: int) -> int | None:
     """Refuse curve settings that give no curve, naming the flag; the samples per
     point (default EVAL_SAMPLES), or None without a curve."""
     if eval_every is None:

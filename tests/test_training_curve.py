@@ -193,3 +193,17 @@ def test_the_card_schema_checks_the_curve():
         zoo.validate({**card, "training_curve": {**curve, "points": [bad]}})
     with pytest.raises(zoo.CardError, match="training_curve.sample"):
         zoo.validate({**card, "training_curve": {**curve, "sample": 5}})
+
+
+@pytest.mark.parametrize("tool", ["latent_mixture", "detector"])
+def test_the_preset_tools_refuse_a_curve_without_a_point_before_fitting(
+    tool, tmp_path, capsys
+):
+    from tool_scripts import load
+
+    argv = ["--epochs", "2", "--eval-every", "3", "--output", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as stopped:
+        load(tool).main(argv)
+    assert stopped.value.code == 2
+    assert "--eval-every) 3 is more than the 2 epochs" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

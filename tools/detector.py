@@ -287,6 +287,10 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    try:  # refused before the slow fit: a curve with no point
+        training.check_curve(args.eval_every, None, args.epochs)
+    except ValueError as error:
+        parser.error(str(error))
     # Refused now, before the slow work, if keras_gen did not write it.
     _files.claim_folder(args.output, args.overwrite)
     start = time.monotonic()

@@ -158,6 +158,10 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         help="replace a folder keras_gen did not write",
     )
     args = parser.parse_args(argv)
+    try:  # refused before the slow fit: a curve with no point
+        training.check_curve(args.eval_every, None, args.epochs)
+    except ValueError as error:
+        parser.error(str(error))
     args.output = args.output or str(zoo.root() / f"{Path(args.preset).name}_gmm")
     return args
 
