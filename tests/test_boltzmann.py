@@ -183,6 +183,23 @@ def test_dbn_trains_its_layers_in_turn_and_freezes_those_below():
     )
 
 
+def test_dbn_evaluates_its_top_layer_trained_or_loaded():
+    # A loaded model's optimizers are fresh, at step 0: they must not choose the layer.
+    model = tiny.dbn(steps_per_layer=100)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    images = tiny.binary_images(model, 16)
+    model.fit(images, batch_size=8, epochs=1, verbose=0)  # layer 1's turn only
+    measured = model.evaluate(images, batch_size=8, verbose=0, return_dict=True)
+    loaded = tiny.dbn(steps_per_layer=100)
+    loaded.set_weights(model.get_weights())
+    loaded.compile(optimizer=keras.optimizers.SGD(0.1))
+    assert int(loaded.rbm_1_optimizer.iterations) == 0
+    reloaded = loaded.evaluate(images, batch_size=8, verbose=0, return_dict=True)
+    assert measured["layer"] == reloaded["layer"] == 2.0
+    for name in ("free_energy_gap", "reconstruction_error"):
+        np.testing.assert_allclose(measured[name], reloaded[name], rtol=1e-6)
+
+
 def test_dbn_compile_config_round_trips_one_optimizer_per_layer():
     model = tiny.dbn(hidden_units=(6, 5, 4))
     model.compile(optimizer="adam", rbm_2_optimizer=keras.optimizers.SGD(0.5))

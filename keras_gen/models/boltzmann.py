@@ -693,14 +693,13 @@ class DBN(base.NetworkOptimizers, _BoltzmannFamily):
         return self._track_statistics(statistics, layer=self._layer_number(active))
 
     def test_step(self, data):
+        """The top layer's statistics, on samples of the layers below: the model that
+        generates, whatever layer is training. The optimizers' step cannot choose it:
+        a loaded model's fresh optimizers are at step 0, which would name layer 1."""
         images = self._flat(inputs.images(data))
-        active = self._active_layer(self.rbm_1_optimizer.iterations)
-        branches = [
-            functools.partial(self._layer_statistics, index, images)
-            for index in range(len(self.rbms))
-        ]
-        statistics = tf.switch_case(active, branches)
-        return self._track_statistics(statistics, layer=self._layer_number(active))
+        top = len(self.rbms) - 1
+        statistics = self._layer_statistics(top, images)
+        return self._track_statistics(statistics, layer=self._layer_number(top))
 
     def _active_layer(self, step) -> tf.Tensor:
         """The index of the layer that trains at `step`: each in turn, then the top."""
