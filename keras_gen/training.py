@@ -284,11 +284,13 @@ def add_training_curve(
         "points": points,
     }
     every = "epoch" if every_epochs == 1 else f"{every_epochs} epochs"
+    # A test metric is measured on test images; the others on generated samples.
+    measured_on = "test images" if metric.startswith("test ") else "samples"
     entry = {
         "file": CURVE_FIGURE,
         "caption": (
             f"The training curve: {metric}, measured every {every} on "
-            f"{samples} samples."
+            f"{samples} {measured_on}."
         ),
         "command": command,
     }

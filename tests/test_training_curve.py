@@ -33,6 +33,10 @@ def test_one_point_every_n_epochs_each_what_evaluate_reports(tmp_path, capsys):
     assert curve["command"] == "keras-gen " + " ".join(argv)
     assert curve["metric"] == "FID (classifier_mnist)" and curve["samples"] == 4
     assert [(p["epoch"], p["step"]) for p in curve["points"]] == [(2, 6), (4, 12)]
+    caption = next(
+        f["caption"] for f in card["figures"] if f["file"] == training.CURVE_FIGURE
+    )
+    assert caption.endswith("measured every 2 epochs on 4 samples.")
 
     # The last point is the number evaluate gives the final weights, with the same
     # seed and samples, on whole splits (the curve's are cut to 4 test images).
@@ -85,6 +89,7 @@ def test_the_figure_is_a_png_in_the_card_and_the_readme(tmp_path):
     assert [p["step"] for p in curve["points"]] == [3, 6]
     entry = next(f for f in card["figures"] if f["file"] == training.CURVE_FIGURE)
     assert entry["command"] == curve["command"]
+    assert entry["caption"].endswith("measured every epoch on 5 test images.")
     png = (output / training.CURVE_FIGURE).read_bytes()
     assert images.png_signed(png[:100])
     pixels = tf.io.decode_png(png).numpy()
