@@ -284,8 +284,7 @@ def add_training_curve(
         "points": points,
     }
     every = "epoch" if every_epochs == 1 else f"{every_epochs} epochs"
-    # A test metric is measured on test images; the others on generated samples.
-    measured_on = "test images" if metric.startswith("test ") else "samples"
+    measured_on = zoo.curve_measured_on(metric)
     entry = {
         "file": CURVE_FIGURE,
         "caption": (

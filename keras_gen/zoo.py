@@ -776,16 +776,24 @@ def _card_decay(trained: dict) -> builtins.list[str]:
     ]
 
 
+def curve_measured_on(metric: str) -> str:
+    """What a training curve's point measures: a test metric, test images; any
+    other (FID and the like), generated samples (against as many test images)."""
+    return "test images" if metric.startswith("test ") else "samples"
+
+
 def _card_training_curve(c: dict) -> builtins.list[str]:
     curve = c.get("training_curve")
     if curve is None:
         return []
+    measured_on = curve_measured_on(curve["metric"])
+    against = " and as many test images" if measured_on == "samples" else ""
     lines = [
         "## Training curve",
         "",
         (
-            f"`{curve['metric']}` during training, measured on {curve['samples']} samples "
-            f"and as many test images by `{curve['command']}`:"
+            f"`{curve['metric']}` during training, measured on {curve['samples']} "
+            f"{measured_on}{against} by `{curve['command']}`:"
         ),
         "",
         "| epoch | step | value |",
