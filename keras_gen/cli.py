@@ -405,8 +405,8 @@ def _fine_tuning_flags(train) -> None:
     train.add_argument(
         "--learning-rate-decay",
         choices=_choices.LEARNING_RATE_DECAYS,
-        help="anneal the recipe's constant learning rate to zero over this run "
-        "(fine-tuning); the recipe keeps its own rate",
+        help="anneal the recipe's constant learning rate to zero over the steps "
+        "each network trains in this run; the recipe keeps its own rate",
     )
 
 

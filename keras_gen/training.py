@@ -678,16 +678,25 @@ def _scheduled_optimizers(compile_config: dict) -> list[str]:
 
 
 def _anneal(model: keras.Model, steps: int) -> None:
-    """Decay each optimizer's rate to zero by a half cosine over `steps` training
-    steps, counted in that optimizer's own updates (a WGAN-GP critic takes several
-    a step). A schedule reads the optimizer's iterations, so a resumed run goes on
-    from where its checkpoint left the rate."""
-    per_step = getattr(model, "updates_per_step", {})
+    """Decay each optimizer's rate to zero by a half cosine over the updates in which
+    its network trains (the whole run, unless the family's `decay_windows` says
+    otherwise). A schedule reads the optimizer's iterations, so a resumed run goes
+    on from where its checkpoint left the rate."""
+    windows = model.decay_windows(steps) if hasattr(model, "decay_windows") else {}
     for name, optimizer in optimizers(model).items():
         start = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-        optimizer.learning_rate = keras.optimizers.schedules.CosineDecay(
-            start, decay_steps=steps * per_step.get(name, 1)
-        )
+        first, count = windows.get(name, (0, steps))
+        optimizer.learning_rate = _half_cosine(start, first, count)
+
+
+def _half_cosine(start: float, first: int, count: int):
+    """`start` until update `first`, then down to zero over `count` updates."""
+    if first == 0:
+        return keras.optimizers.schedules.CosineDecay(start, decay_steps=count)
+    # CosineDecay's warm-up from `start` to `start` holds the rate until `first`.
+    return keras.optimizers.schedules.CosineDecay(
+        start, decay_steps=count, warmup_target=start, warmup_steps=first
+    )
 
 
 def _check_trainable(recipe: dict) -> None:

@@ -769,8 +769,9 @@ def _card_decay(trained: dict) -> builtins.list[str]:
         return []
     return [
         (
-            "Its learning rate fell from the recipe's to zero by a half cosine over "
-            "these steps (`--learning-rate-decay cosine`); the recipe keeps its own."
+            "Each optimizer's learning rate fell from the recipe's to zero by a half "
+            "cosine over the steps its network trained (`--learning-rate-decay "
+            "cosine`); the recipe keeps its own."
         ),
         "",
     ]

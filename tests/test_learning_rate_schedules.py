@@ -199,6 +199,25 @@ def test_a_run_decay_anneals_every_optimizer_to_zero_over_the_runs_steps(name):
     assert float(model.generator_optimizer.learning_rate) == 0.0
 
 
+def test_a_run_decay_anneals_each_dbn_layer_over_its_own_turn():
+    """Every layer's optimizer counts every step, but a layer trains only in its
+    turn: its rate holds until the turn starts and reaches zero as it ends, so no
+    layer stops training at half its rate. Three layers of two steps' turns, the
+    top one training the 4 steps left of 8."""
+    model = tiny.dbn(hidden_units=(6, 5, 4), steps_per_layer=2)
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.5))
+    training._anneal(model, 8)
+    turns = {"rbm_1_optimizer": (0, 2), "rbm_2_optimizer": (2, 2)}
+    turns["rbm_3_optimizer"] = (4, 4)
+    for done in range(1, 9):
+        fit_steps(model, 1)
+        for name, (first, count) in turns.items():
+            rate = float(getattr(model, name).learning_rate)
+            by_hand = 0.1 if done < first else half_cosine(done - first, count, 0.1)
+            assert rate == pytest.approx(by_hand, abs=1e-7), (name, done)
+    assert float(model.rbm_1_optimizer.learning_rate) == 0.0
+
+
 def test_a_run_decay_is_refused_over_a_recipe_whose_rate_is_a_schedule(tmp_path):
     card = copy.deepcopy(TINY_CARD)
     card["training"]["compile"] = card_compile(CASES["DCGAN"][1])

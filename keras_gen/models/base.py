@@ -107,6 +107,14 @@ class Family(keras.Model):
         # network is built on creation, and the model with them.
         self.built = True
 
+    def decay_windows(self, steps: int) -> dict[str, tuple[int, int]]:
+        """(first, count) of the updates in which each optimizer's network trains,
+        over a run of `steps` steps, for `keras-gen train --learning-rate-decay`.
+        An optimizer not named updates once a step, over the whole run: (0, steps).
+        """
+        del steps  # every optimizer of most families
+        return {}
+
     def can(self, capability: str) -> bool:
         """Whether this model declares `capability` (one of CAPABILITIES)."""
         if capability not in CAPABILITIES:

@@ -671,6 +671,17 @@ class DBN(base.NetworkOptimizers, _BoltzmannFamily):
             layer_optimizer.build(getattr(self, network).trainable_variables)
             setattr(self, name, layer_optimizer)
 
+    def decay_windows(self, steps: int) -> dict[str, tuple[int, int]]:
+        """Each layer's optimizer counts every step, but its layer trains only in
+        its own window: steps_per_layer steps in turn, the top layer the rest."""
+        windows = {}
+        top = len(self.rbms) - 1
+        for index, name in enumerate(self.network_optimizers):
+            first = index * self.steps_per_layer
+            end = steps if index == top else (index + 1) * self.steps_per_layer
+            windows[name] = (first, max(1, min(end, steps) - first))
+        return windows
+
     def train_step(self, data):
         images = self._flat(inputs.images(data))
         # Every layer's optimizer steps at every step: any one counts the run's steps.

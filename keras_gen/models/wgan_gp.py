@@ -72,8 +72,6 @@ class WGANGP(gan.GAN):
         self.generator_filters = generator_filters
         self.critic_filters = critic_filters
         self.num_critic_steps = num_critic_steps
-        # What a learning-rate schedule over a run's steps counts (training._anneal).
-        self.updates_per_step = {"critic_optimizer": num_critic_steps}
         self.gradient_penalty_weight = gradient_penalty_weight
         self.generator = networks.build_generator(
             self.latent_dim, self.image_size, self.channels, self.generator_filters
@@ -106,6 +104,10 @@ class WGANGP(gan.GAN):
             lambda name: keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9, name=name),
             **kwargs,
         )
+
+    def decay_windows(self, steps: int) -> dict[str, tuple[int, int]]:
+        """The critic updates num_critic_steps times a step."""
+        return {"critic_optimizer": (0, steps * self.num_critic_steps)}
 
     def train_step(self, data):
         real, _ = self._tanh_batch(data)
