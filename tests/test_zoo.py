@@ -32,7 +32,14 @@ TINY_CARD = {
         "description": "Synthetic.",
         "terms": "None.",
     },
-    "training": {"epochs": 1, "batch_size": 4, "seed": 0, "compile": {}},
+    "training": {
+        "epochs": 1,
+        "batch_size": 4,
+        "seed": 0,
+        "compile": {},
+        # Not the default 1,000 samples: what a tiny model's numbers are is not tested.
+        "evaluation": {"num_samples": 100},
+    },
 }
 
 
