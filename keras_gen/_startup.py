@@ -22,6 +22,10 @@ from collections.abc import Iterator
 
 # TensorFlow's C++ logs after start-up: errors only. A value the user set wins.
 QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+# oneDNN's CPU kernels, which TensorFlow turns on by itself only on CPUs with AVX-512
+# or AMX. On an AVX2 CPU (AMD EPYC) they trained dcgan_faces 2.7 times as fast as
+# Eigen's (README, "Fast on CPUs"). A value the user set wins.
+FAST_ENVIRONMENT = {"TF_ENABLE_ONEDNN_OPTS": "1"}
 # The Python loggers of TensorFlow and absl (which Keras logs through): errors only.
 QUIET_LOGGERS = ("tensorflow", "absl")
 
@@ -55,7 +59,9 @@ def running_as_command() -> bool:
 def tensorflow_start_quiet(hide: bool = True) -> Iterator[None]:
     """TensorFlow's start-up logs hidden for the block that first imports it, if
     `hide`: the environment keeps its later C++ logs to errors, and what it writes
-    to file descriptor 2 meanwhile is shown only if the import fails."""
+    to file descriptor 2 meanwhile is shown only if the import fails. oneDNN's
+    kernels are turned on either way (fast_environment)."""
+    fast_environment()
     if hide:
         quiet_environment()
     with native_stderr_hidden(hide):
@@ -65,6 +71,13 @@ def tensorflow_start_quiet(hide: bool = True) -> Iterator[None]:
 def quiet_environment() -> None:
     """Set the environment that keeps TensorFlow's C++ logs to errors, unless set."""
     for name, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
+
+def fast_environment() -> None:
+    """Turn on oneDNN's CPU kernels unless the environment says otherwise. TensorFlow
+    reads the setting while it loads: call this before."""
+    for name, value in FAST_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
 
 

@@ -1,6 +1,9 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The kernels `keras-gen` runs (keras_gen._startup.FAST_ENVIRONMENT), so that tests
+# comparing the command with in-process results compare the same arithmetic.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import keras
 import pytest

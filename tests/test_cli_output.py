@@ -270,6 +270,36 @@ def test_help_and_mistyped_flags_are_answered_before_tensorflow_loads(
     assert stderr in run.stderr
 
 
+# Runs `keras-gen list`, then says whether TensorFlow's oneDNN kernels are on.
+ONEDNN_AFTER_THE_COMMAND = """
+import sys
+sys.argv = ["keras-gen", "list"]
+from keras_gen.__main__ import main
+try:
+    main()
+except SystemExit:
+    pass
+from tensorflow.python.util import _pywrap_util_port
+print("oneDNN", _pywrap_util_port.IsMklEnabled())
+"""
+
+
+@pytest.mark.parametrize("setting, enabled", [(None, True), ("0", False)])
+def test_the_command_turns_on_onednn_unless_the_user_turned_it_off(setting, enabled):
+    environment = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        environment["TF_ENABLE_ONEDNN_OPTS"] = setting
+    run = subprocess.run(
+        [sys.executable, "-c", ONEDNN_AFTER_THE_COMMAND],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+    )
+    assert run.stdout.splitlines()[-1] == f"oneDNN {enabled}", run.stdout + run.stderr
+
+
 def test_quiet_python_logs_hide_library_warnings_but_not_keras_gens():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -35,6 +35,8 @@ from importlib import metadata
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The kernels `keras-gen` runs (keras_gen._startup.FAST_ENVIRONMENT).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # PyTorch's OpenMP threads spin while they wait; on a machine with other work their
 # default made a DCGAN step up to 20 times slower here. Set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
