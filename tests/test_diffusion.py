@@ -345,7 +345,9 @@ def test_guided_output_is_the_formula_on_the_network(model):
     for w in (0.0, 2.5):
         guided = model._guided_output(noisy, 7, labels, w, guided=True)
         expected = unconditional + w * (conditional - unconditional)
-        np.testing.assert_allclose(guided, expected, atol=1e-5)
+        # Batches of 3 against the guided call's own: oneDNN's kernels may sum in
+        # another order, so outputs near 5 differ in float32's sixth digit.
+        np.testing.assert_allclose(guided, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_heads_left_out_cycle_and_heads_given_none_are_null(model):
