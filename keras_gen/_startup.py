@@ -59,25 +59,17 @@ def running_as_command() -> bool:
 def tensorflow_start_quiet(hide: bool = True) -> Iterator[None]:
     """TensorFlow's start-up logs hidden for the block that first imports it, if
     `hide`: the environment keeps its later C++ logs to errors, and what it writes
-    to file descriptor 2 meanwhile is shown only if the import fails. oneDNN's
-    kernels are turned on either way (fast_environment)."""
-    fast_environment()
+    to file descriptor 2 meanwhile is shown only if the import fails."""
     if hide:
-        quiet_environment()
+        set_unless_set(QUIET_ENVIRONMENT)
     with native_stderr_hidden(hide):
         yield
 
 
-def quiet_environment() -> None:
-    """Set the environment that keeps TensorFlow's C++ logs to errors, unless set."""
-    for name, value in QUIET_ENVIRONMENT.items():
-        os.environ.setdefault(name, value)
-
-
-def fast_environment() -> None:
-    """Turn on oneDNN's CPU kernels unless the environment says otherwise. TensorFlow
-    reads the setting while it loads: call this before."""
-    for name, value in FAST_ENVIRONMENT.items():
+def set_unless_set(environment: dict[str, str]) -> None:
+    """Set these environment variables, each unless the user has: theirs wins.
+    TensorFlow reads them while it loads, so call this before."""
+    for name, value in environment.items():
         os.environ.setdefault(name, value)
 
 

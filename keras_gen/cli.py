@@ -518,7 +518,9 @@ def main(argv: list[str] | None = None, *, command_line: bool = False) -> int:
 
 def _commands(hide_logs: bool):
     """keras_gen.commands, imported only once the flags are read: it loads TensorFlow,
-    whose start-up logs (some from C++, to file descriptor 2) `hide_logs` hides."""
+    whose start-up logs (some from C++, to file descriptor 2) `hide_logs` hides,
+    with oneDNN's CPU kernels on unless the user turned them off."""
+    _startup.set_unless_set(_startup.FAST_ENVIRONMENT)
     with _startup.tensorflow_start_quiet(hide_logs):
         from keras_gen import commands
     return commands

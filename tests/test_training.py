@@ -190,7 +190,7 @@ def test_two_cpu_replicas_train_the_same_preset_as_one_device(recipe, tmp_path):
     for a, b in zip(one["metrics"], two["metrics"]):
         assert a["name"] == b["name"]
         # The weights' tolerance: a KID's spread over subsets, a difference of
-        # large kernel sums, moves by 1.6e-4 of itself between oneDNN's kernels.
+        # large kernel sums, moved by 1.6e-4 of itself between 1 and 2 replicas.
         if a["name"].startswith("seconds"):  # wall time is no function of weights
             continue
         assert a["value"] == pytest.approx(b["value"], rel=1e-4, abs=1e-5), a["name"]
