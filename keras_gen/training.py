@@ -869,18 +869,13 @@ def mixed_precision_policy() -> str:
 
 # CPU feature flags of bfloat16 arithmetic: x86's AVX512-BF16 and AMX, Arm's BF16.
 BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
-CPUINFO = Path("/proc/cpuinfo")
 
 
 def cpu_runs_bfloat16() -> bool | None:
     """Whether this CPU has bfloat16 instructions (Linux's cpuinfo says); None when
     unknown. Without them bfloat16 is emulated and slower than float32, as
     tools/benchmark.py's mixed-precision column shows on such a CPU."""
-    try:
-        text = CPUINFO.read_text()
-    except OSError:
-        return None
-    flags = re.findall(r"^(?:flags|Features)\s*:(.*)$", text, re.MULTILINE)
+    flags = evaluation.cpuinfo("flags", "Features")
     if not flags:
         return None
     return any(BFLOAT16_FLAGS & set(line.split()) for line in flags)

@@ -270,7 +270,8 @@ def test_help_and_mistyped_flags_are_answered_before_tensorflow_loads(
     assert stderr in run.stderr
 
 
-# Runs `keras-gen list`, then says whether TensorFlow's oneDNN kernels are on.
+# Runs `keras-gen list`, then prints the hardware cards name and whether TensorFlow's
+# oneDNN kernels are on.
 ONEDNN_AFTER_THE_COMMAND = """
 import sys
 sys.argv = ["keras-gen", "list"]
@@ -280,6 +281,8 @@ try:
 except SystemExit:
     pass
 from tensorflow.python.util import _pywrap_util_port
+from keras_gen import evaluation
+print(evaluation.hardware())
 print("oneDNN", _pywrap_util_port.IsMklEnabled())
 """
 
@@ -297,7 +300,10 @@ def test_the_command_turns_on_onednn_unless_the_user_turned_it_off(setting, enab
         timeout=120,
         env=environment,
     )
-    assert run.stdout.splitlines()[-1] == f"oneDNN {enabled}", run.stdout + run.stderr
+    *_, hardware, kernels = run.stdout.splitlines()
+    assert kernels == f"oneDNN {enabled}", run.stdout + run.stderr
+    # Cards name the kernels that ran, so wall times read with their setting.
+    assert f"{'oneDNN' if enabled else 'Eigen'} kernels)" in hardware
 
 
 def test_quiet_python_logs_hide_library_warnings_but_not_keras_gens():

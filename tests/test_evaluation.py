@@ -1,5 +1,7 @@
 import itertools
 import json
+import os
+import platform
 import shlex
 from pathlib import Path
 
@@ -472,3 +474,22 @@ def test_membership_inference_finds_training_images_a_model_prefers():
     assert _membership_auc(train=dark, test=bright) == 0.0
     same = rng.integers(0, 256, (80, 4, 4, 1), dtype=np.uint8)
     assert 0.3 < _membership_auc(train=same[:40], test=same[40:]) < 0.7
+
+
+XEON = "Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz"
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, named",
+    [(f"processor\t: 0\nmodel name\t: {XEON}\nflags\t\t: avx2\n", f"{XEON}, ")]
+    + [("processor\t: 0\nFeatures\t: fp asimd\n", ""), (None, "")],
+)
+def test_hardware_names_the_cpu_and_its_kernels(tmp_path, monkeypatch, cpuinfo, named):
+    """Cards' wall times compare only on one CPU with one kernel set (conftest turns
+    oneDNN's on); an Arm cpuinfo, or none, names no model."""
+    if cpuinfo is not None:
+        (tmp_path / "cpuinfo").write_text(cpuinfo)
+    monkeypatch.setattr(evaluation, "CPUINFO", tmp_path / "cpuinfo")
+    assert evaluation.hardware().startswith(
+        f"{os.cpu_count()} CPU cores ({named}{platform.machine()}, oneDNN kernels), "
+    )

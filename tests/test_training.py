@@ -18,7 +18,7 @@ import tensorflow as tf
 import tiny
 from test_zoo import TINY_CARD
 
-from keras_gen import _files, cli, data, training, zoo
+from keras_gen import _files, cli, data, evaluation, training, zoo
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -593,7 +593,7 @@ def test_cpu_runs_bfloat16_reads_the_flags(tmp_path, monkeypatch, cpu, expected)
     cpuinfo = tmp_path / "cpuinfo"
     if cpu in CPUINFO:
         cpuinfo.write_text(CPUINFO[cpu])
-    monkeypatch.setattr(training, "CPUINFO", cpuinfo)
+    monkeypatch.setattr(evaluation, "CPUINFO", cpuinfo)
     assert training.cpu_runs_bfloat16() is expected
 
 
@@ -606,7 +606,7 @@ def test_mixed_precision_trains_in_bfloat16_here_and_stays_finite(
     if family == "VAE":
         vae_recipe(folder)
     (tmp_path / "cpuinfo").write_text(CPUINFO[cpu])
-    monkeypatch.setattr(training, "CPUINFO", tmp_path / "cpuinfo")
+    monkeypatch.setattr(evaluation, "CPUINFO", tmp_path / "cpuinfo")
     output = tmp_path / "mixed"
     argv = [
         "train",
